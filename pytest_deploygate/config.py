@@ -1,0 +1,498 @@
+"""Load and validate ``deploygate.toml`` into frozen dataclasses.
+
+Pure configuration: no pytest import. Every problem is a :class:`ConfigError` naming file, line and key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+CONFIG_FILE = "deploygate.toml"
+THRESHOLDS_FILE = "thresholds.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported as ``file:line: key: message``."""
+
+    def __init__(self, message: str, *, file: Path | str | None = None, line: int | None = None,
+                 key: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.key = key
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "") + ": "
+        key = f"{self.key}: " if self.key else ""
+        return f"{where}{key}{self.message}"
+
+
+# --------------------------------------------------------------------------------------------------
+# TOML reading with locations
+
+
+@dataclass(frozen=True)
+class Source:
+    """A TOML document and where it came from, so errors can point at a line."""
+
+    path: Path
+    text: str
+    data: dict[str, Any]
+    prefix: tuple[str, ...] = ()
+
+    def error(self, message: str, key_path: tuple[str, ...] = ()) -> ConfigError:
+        return ConfigError(message, file=self.path, line=locate(self.text, (*self.prefix, *key_path)),
+                           key=".".join(key_path) or None)
+
+
+def read_toml(path: Path) -> Source:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        msg = str(exc)
+        if line is None:
+            m = re.search(r"line (\d+)", msg)
+            line = int(m.group(1)) if m else None
+        raise ConfigError(f"malformed TOML: {msg}", file=path, line=line) from None
+    return Source(path, text, data)
+
+
+def locate(text: str, key_path: tuple[str, ...]) -> int | None:
+    """Best-effort line number of ``key_path`` in a TOML text (tomllib keeps no positions)."""
+    if not key_path:
+        return None
+    parts = [k for k in key_path if not k.startswith("[")]
+    if not parts:
+        return None
+    key = re.escape(parts[-1])
+    quoted = rf"(?:{key}|\"{key}\"|'{key}')"
+    header = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
+    assign = re.compile(rf"(?:^|[\s{{,.])\s*{quoted}\s*(?:=|\.)")
+    lines = text.splitlines()
+    parent = ".".join(parts[:-1])
+    in_parent = parent == ""
+    first_any: int | None = None
+    for number, line in enumerate(lines, start=1):
+        h = header.match(line)
+        if h:
+            name = h.group(1).replace('"', "").replace("'", "").replace(" ", "")
+            in_parent = name == parent
+            if name == ".".join(parts) or name.startswith(".".join(parts) + "."):
+                return number
+            continue
+        if assign.search(line):
+            if in_parent:
+                return number
+            if first_any is None:
+                first_any = number
+    return first_any
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema validation: closed tables, typed leaves
+
+
+class MapOf:
+    """An open table whose values all follow one spec (e.g. ``environments.<name>``)."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+
+class OneOf:
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+
+
+NUMBER = (int, float)
+
+
+def _type_name(spec: Any) -> str:
+    if spec is bool:
+        return "a boolean"
+    if spec is str:
+        return "a string"
+    if spec is int:
+        return "an integer"
+    if spec is NUMBER:
+        return "a number"
+    if isinstance(spec, list):
+        return "an array"
+    if isinstance(spec, OneOf):
+        return "one of " + ", ".join(repr(c) for c in spec.choices)
+    return "a table"
+
+
+def validate(value: Any, spec: Any, src: Source, path: tuple[str, ...]) -> None:
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise src.error(f"expected a table, got {type(value).__name__}", path)
+        for key, sub in value.items():
+            if key not in spec:
+                known = ", ".join(sorted(spec))
+                raise src.error(f"unknown key {key!r} (known: {known})", (*path, key))
+            validate(sub, spec[key], src, (*path, key))
+    elif isinstance(spec, MapOf):
+        if not isinstance(value, dict):
+            raise src.error(f"expected a table, got {type(value).__name__}", path)
+        for key, sub in value.items():
+            validate(sub, spec.spec, src, (*path, key))
+    elif isinstance(spec, list):
+        if not isinstance(value, list):
+            raise src.error(f"expected an array, got {type(value).__name__}", path)
+        for i, sub in enumerate(value):
+            validate(sub, spec[0], src, (*path, f"[{i}]"))
+    elif isinstance(spec, OneOf):
+        if value not in spec.choices:
+            raise src.error(f"expected {_type_name(spec)}, got {value!r}", path)
+    elif spec is NUMBER:
+        if isinstance(value, bool) or not isinstance(value, NUMBER):
+            raise src.error(f"expected a number, got {value!r}", path)
+    elif spec is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise src.error(f"expected an integer, got {value!r}", path)
+    elif not isinstance(value, spec):
+        raise src.error(f"expected {_type_name(spec)}, got {value!r}", path)
+
+
+HEALTH_SPEC = {"path": str, "status": int, "name": str}
+ENDPOINT_SPEC = {"path": str, "status": int, "json": bool, "name": str}
+
+ENVIRONMENT_SPEC: dict[str, Any] = {
+    "stage": str,
+    "base_url": str,
+    "frontend_url": str,
+    "protected": bool,
+    "launch": OneOf("demo"),
+    "aws": {"profile": str, "region": str, "endpoint_url": str, "account_id": str},
+    "auth": {"header": str, "value": str},
+    "resources": {"tables": [str], "buckets": [str]},
+    "http": {"connect_timeout_s": NUMBER, "read_timeout_s": NUMBER, "retries": int, "verify": bool,
+             "ca_bundle": str},
+    "smoke": {
+        "health": [HEALTH_SPEC],
+        "endpoints": [ENDPOINT_SPEC],
+        "frontend": {"page": str, "assets": bool, "config_js": str, "expect": MapOf(str)},
+    },
+}
+
+PROJECT_SPEC: dict[str, Any] = {
+    "service": str,
+    "defaults": ENVIRONMENT_SPEC,
+    "environments": MapOf(ENVIRONMENT_SPEC),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# ${VAR} expansion
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_vars(value: Any, src: Source, path: tuple[str, ...], environ: Mapping[str, str],
+                secrets: set[str] | None = None) -> Any:
+    """Expand ``${VAR}`` / ``${VAR:-default}`` in every string; a missing variable is an error."""
+    if isinstance(value, dict):
+        return {k: expand_vars(v, src, (*path, k), environ, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_vars(v, src, (*path, f"[{i}]"), environ, secrets) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in environ:
+            result = environ[name]
+        elif default is not None:
+            result = default
+        else:
+            raise src.error(f"environment variable ${{{name}}} is not set", path)
+        if secrets is not None and result:
+            secrets.add(result)
+        return result
+
+    return _VAR.sub(sub, value)
+
+
+# --------------------------------------------------------------------------------------------------
+# The typed configuration
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    path: str
+    status: int = 200
+    name: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.name or self.path
+
+
+@dataclass(frozen=True)
+class EndpointCheck:
+    path: str
+    status: int = 200
+    json: bool = True
+    name: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.name or self.path
+
+
+@dataclass(frozen=True)
+class FrontendCheck:
+    page: str = ""
+    assets: bool = True
+    config_js: str = "config.js"
+    expect: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SmokeSpec:
+    health: tuple[HealthCheck, ...] = (HealthCheck("/health"),)
+    endpoints: tuple[EndpointCheck, ...] = ()
+    frontend: FrontendCheck | None = None
+
+
+@dataclass(frozen=True)
+class AwsSpec:
+    region: str = "us-east-1"
+    profile: str | None = None
+    endpoint_url: str | None = None
+    account_id: str | None = None
+    # Only set for the embedded reference deployment, whose emulator accepts any key pair.
+    static_credentials: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class AuthSpec:
+    header: str = "Authorization"
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class HttpSpec:
+    connect_timeout_s: float = 3.05
+    read_timeout_s: float = 10.0
+    retries: int = 2
+    verify: bool = True
+    ca_bundle: str | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One deployment target (dev, staging, prod, ...), fully resolved."""
+
+    name: str
+    service: str
+    stage: str
+    base_url: str
+    frontend_url: str
+    protected: bool
+    launch: str | None
+    aws: AwsSpec
+    auth: AuthSpec | None
+    tables: tuple[str, ...]
+    buckets: tuple[str, ...]
+    http: HttpSpec
+    smoke: SmokeSpec
+
+    def fields(self) -> dict[str, str]:
+        """Values that config templates may use: ``{service}``, ``{stage}``, ``{base_url}``, ..."""
+        return {
+            "env": self.name, "service": self.service, "stage": self.stage,
+            "base_url": self.base_url, "frontend_url": self.frontend_url,
+            "region": self.aws.region, "account_id": self.aws.account_id or "",
+        }
+
+    def format(self, template: str) -> str:
+        return template.format_map(self.fields())
+
+    def with_addresses(self, *, base_url: str, frontend_url: str, endpoint_url: str,
+                       account_id: str) -> Environment:
+        aws = replace(self.aws, endpoint_url=endpoint_url, account_id=account_id,
+                      static_credentials=("testing", "testing"))
+        return replace(self, base_url=base_url, frontend_url=frontend_url, aws=aws)
+
+
+@dataclass(frozen=True)
+class Project:
+    """The whole ``deploygate.toml``: the service and its environments."""
+
+    path: Path
+    service: str
+    environments: Mapping[str, Environment]
+    secrets: frozenset[str] = frozenset()
+
+    def environment(self, name: str) -> Environment:
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments)) or "none"
+            raise ConfigError(f"unknown environment {name!r} (known: {known})",
+                              file=self.path) from None
+
+
+TEMPLATE_FIELDS = {"env", "service", "stage", "region", "account_id"}
+LATE_FIELDS = {"base_url", "frontend_url"}
+
+
+def _check_template(value: str, allowed: set[str], src: Source, path: tuple[str, ...]) -> None:
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+    except ValueError as exc:
+        raise src.error(f"bad template {value!r}: {exc}", path) from None
+    unknown = {n for n in names if n not in allowed}
+    if unknown:
+        raise src.error(f"unknown placeholder {{{sorted(unknown)[0]}}} in {value!r} "
+                        f"(known: {', '.join(sorted(allowed))})", path)
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source) -> Environment:
+    path = ("environments", name)
+    stage = raw.get("stage", name)
+    launch = raw.get("launch")
+    aws_raw = raw.get("aws", {})
+    aws = AwsSpec(region=aws_raw.get("region", "us-east-1"), profile=aws_raw.get("profile"),
+                  endpoint_url=aws_raw.get("endpoint_url"), account_id=aws_raw.get("account_id"))
+    if launch == "demo":
+        for key in ("base_url", "frontend_url"):
+            if key in raw:
+                raise src.error(f"{key} must not be set when launch = \"demo\" (the launched "
+                                "deployment supplies it)", (*path, key))
+    elif "base_url" not in raw:
+        raise src.error("base_url is required (or launch = \"demo\")", path)
+
+    auth = None
+    if "auth" in raw:
+        auth = AuthSpec(header=raw["auth"].get("header", "Authorization"),
+                        value=raw["auth"].get("value", ""))
+
+    fields = {"env": name, "service": service, "stage": stage, "region": aws.region,
+              "account_id": aws.account_id or ""}
+    resources = raw.get("resources", {})
+    for kind in ("tables", "buckets"):
+        for i, tmpl in enumerate(resources.get(kind, [])):
+            _check_template(tmpl, TEMPLATE_FIELDS, src, (*path, "resources", kind, f"[{i}]"))
+    tables = tuple(t.format_map(fields) for t in resources.get("tables", []))
+    buckets = tuple(b.format_map(fields) for b in resources.get("buckets", []))
+
+    http_raw = raw.get("http", {})
+    http = HttpSpec(connect_timeout_s=float(http_raw.get("connect_timeout_s", 3.05)),
+                    read_timeout_s=float(http_raw.get("read_timeout_s", 10.0)),
+                    retries=int(http_raw.get("retries", 2)), verify=http_raw.get("verify", True),
+                    ca_bundle=http_raw.get("ca_bundle"))
+    if http.connect_timeout_s <= 0 or http.read_timeout_s <= 0:
+        raise src.error("timeouts must be positive", (*path, "http"))
+
+    smoke_raw = raw.get("smoke", {})
+    health = tuple(HealthCheck(**h) for h in smoke_raw.get("health", [{"path": "/health"}]))
+    endpoints = tuple(EndpointCheck(**e) for e in smoke_raw.get("endpoints", []))
+    frontend = None
+    if "frontend" in smoke_raw:
+        fr = smoke_raw["frontend"]
+        for key, tmpl in fr.get("expect", {}).items():
+            _check_template(tmpl, TEMPLATE_FIELDS | LATE_FIELDS, src,
+                            (*path, "smoke", "frontend", "expect", key))
+        frontend = FrontendCheck(page=fr.get("page", ""), assets=fr.get("assets", True),
+                                 config_js=fr.get("config_js", "config.js"),
+                                 expect=dict(fr.get("expect", {})))
+    if frontend is not None and launch != "demo" and "frontend_url" not in raw:
+        raise src.error("smoke.frontend needs frontend_url", path)
+
+    return Environment(
+        name=name, service=service, stage=stage, base_url=raw.get("base_url", ""),
+        frontend_url=raw.get("frontend_url", ""), protected=raw.get("protected", False),
+        launch=launch, aws=aws, auth=auth, tables=tables, buckets=buckets, http=http,
+        smoke=SmokeSpec(health=health, endpoints=endpoints, frontend=frontend),
+    )
+
+
+def parse_project(src: Source, data: dict[str, Any], environ: Mapping[str, str] | None = None) -> Project:
+    """Validate the deploygate table ``data`` (read from ``src``) and build the typed project."""
+    environ = os.environ if environ is None else environ
+    validate(data, PROJECT_SPEC, src, ())
+    envs_raw = data.get("environments", {})
+    if not envs_raw:
+        raise src.error("no environments defined (add an [environments.NAME] table)", ("environments",))
+    service = data.get("service", "")
+    secrets: set[str] = set()
+    environments: dict[str, Environment] = {}
+    for name, raw in envs_raw.items():
+        path = ("environments", name)
+        merged = _merge(data.get("defaults", {}), raw)
+        auth_raw = merged.pop("auth", None)
+        merged = expand_vars(merged, src, path, environ)
+        if auth_raw is not None:
+            value = auth_raw.get("value", "")
+            if value and "${" not in value:
+                raise src.error("secrets must be references like \"Bearer ${API_TOKEN}\", "
+                                "not literals", (*path, "auth", "value"))
+            # Auth values are secrets: remember what they expand to so every output can redact them.
+            merged["auth"] = expand_vars(auth_raw, src, (*path, "auth"), environ, secrets)
+        environments[name] = _build_environment(name, merged, service, src)
+    return Project(path=src.path, service=service, environments=environments,
+                   secrets=frozenset(secrets))
+
+
+def find_config(rootdir: Path, explicit: str | None) -> tuple[Path, str | None]:
+    """Where the project configuration lives: (file, table) — table is ``tool.deploygate`` for pyproject."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_absolute():
+            path = rootdir / path
+        if not path.exists():
+            raise ConfigError("configuration file not found", file=path)
+        return path, ("tool.deploygate" if path.name == "pyproject.toml" else None)
+    candidate = rootdir / CONFIG_FILE
+    if candidate.exists():
+        return candidate, None
+    pyproject = rootdir / "pyproject.toml"
+    if pyproject.exists():
+        src = read_toml(pyproject)
+        if "deploygate" in src.data.get("tool", {}):
+            return pyproject, "tool.deploygate"
+    raise ConfigError(f"no {CONFIG_FILE} (or [tool.deploygate] in pyproject.toml) in {rootdir}")
+
+
+def load_project(path: Path, table: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> Project:
+    src = read_toml(path)
+    data: Any = src.data
+    if table:
+        for part in table.split("."):
+            data = data.get(part, {}) if isinstance(data, dict) else {}
+        src = replace(src, prefix=tuple(table.split(".")))
+    return parse_project(src, data, environ)

@@ -1,0 +1,53 @@
+"""Fault switches of the reference deployment: ``ENV:FAULT`` lists from ``DEPLOYGATE_DEMO_FAULTS``
+or ``deploygate demo up --fault``. Each fault names what it breaks, so every gate check can be shown
+to fail for the right reason."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+FAULTS_ENV = "DEPLOYGATE_DEMO_FAULTS"
+
+#: fault name -> what it does (shown by ``deploygate demo faults`` and in errors)
+FAULTS: dict[str, str] = {
+    "health-down": "the health endpoint answers 503",
+    "slow": "every API answer is delayed by 3.5 s (past the default 3 s latency fail level)",
+    "errors": "every second /api answer is a 500",
+    "wrong-config": "config.js names another environment's API endpoint and tables",
+    "frontend-broken": "index.html references an asset that is not deployed",
+}
+
+#: how long the ``slow`` fault delays every answer
+SLOW_DELAY_S = 3.5
+
+
+class FaultError(ValueError):
+    pass
+
+
+def parse_faults(spec: str | Iterable[str], environments: Iterable[str]) -> dict[str, frozenset[str]]:
+    """``"staging:slow,prod:health-down"`` (or ``"slow"`` / ``"*:slow"`` for every environment)
+    -> ``{"staging": {"slow"}, "prod": {"health-down"}, "dev": set()}``."""
+    envs = list(environments)
+    items: list[str] = []
+    for part in ([spec] if isinstance(spec, str) else list(spec)):
+        items.extend(p.strip() for p in part.split(",") if p.strip())
+    result: dict[str, set[str]] = {e: set() for e in envs}
+    for item in items:
+        env, _, fault = item.rpartition(":")
+        env = env.strip() or "*"
+        fault = fault.strip()
+        if fault not in FAULTS:
+            raise FaultError(f"unknown fault {fault!r} in {item!r} (known: {', '.join(FAULTS)})")
+        if env == "*":
+            for e in envs:
+                result[e].add(fault)
+        elif env in result:
+            result[env].add(fault)
+        else:
+            raise FaultError(f"unknown environment {env!r} in fault {item!r} (known: {', '.join(envs)})")
+    return {e: frozenset(f) for e, f in result.items()}
+
+
+def format_faults(faults: dict[str, frozenset[str]]) -> str:
+    return ",".join(f"{env}:{f}" for env, fs in sorted(faults.items()) for f in sorted(fs))

@@ -1,0 +1,308 @@
+"""Start, provision and stop the reference deployment; its addresses live in a JSON state file.
+
+Per environment: a moto server (own account) holding the DynamoDB tables and the frontend bucket,
+and an API process serving the routed handler. Every process is stopped by its own pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .faults import format_faults
+from .service import COLLECTIONS
+
+SERVICE = "aipm-backend"
+STATE_FILE = "demo.json"
+START_TIMEOUT_S = 60.0
+ENVIRONMENT_LABELS = {"dev": "development", "staging": "staging", "prod": "production"}
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def account_for(index: int) -> str:
+    return str(index + 1) * 12 if index < 9 else f"{index + 1:012d}"
+
+
+def bucket_for(stage: str) -> str:
+    return f"aipm-{stage}-frontend-hosting"
+
+
+def table_for(stage: str, collection: str) -> str:
+    return f"{SERVICE}-{stage}-{collection}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+@dataclass
+class _Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    ready_file: Path
+    log: Path
+
+
+def _spawn(module: str, args: list[str], name: str, workdir: Path,
+           env: Mapping[str, str] | None = None) -> _Proc:
+    ready = workdir / f"{name}.ready.json"
+    ready.unlink(missing_ok=True)
+    log = workdir / f"{name}.log"
+    child_env = dict(os.environ)
+    child_env.update(env or {})
+    child_env.pop("DEPLOYGATE_DEMO_FAULTS", None)  # a server knows only its own faults
+    with open(log, "wb") as out:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", module, "--ready-file", str(ready), "--parent-pid", str(os.getpid()),
+             *args],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env,
+            cwd=str(workdir),
+        )
+    return _Proc(name, popen, ready, log)
+
+
+def _wait_ready(procs: list[_Proc], deadline: float) -> dict[str, dict[str, Any]]:
+    ready: dict[str, dict[str, Any]] = {}
+    while len(ready) < len(procs):
+        for p in procs:
+            if p.name in ready:
+                continue
+            if p.ready_file.exists():
+                ready[p.name] = json.loads(p.ready_file.read_text())
+            elif p.popen.poll() is not None:
+                tail = p.log.read_text(errors="replace")[-800:] if p.log.exists() else ""
+                raise DemoError(f"reference deployment: {p.name} exited with {p.popen.returncode} "
+                                f"before it was ready; log {p.log}:\n{tail}")
+        if len(ready) < len(procs):
+            if time.monotonic() > deadline:
+                late = [p.name for p in procs if p.name not in ready]
+                raise DemoError(f"reference deployment: {', '.join(late)} not ready within "
+                                f"{START_TIMEOUT_S:g} s")
+            time.sleep(0.05)
+    return ready
+
+
+def _index_html(env: str, stage: str, faults: frozenset[str]) -> str:
+    extra = ('\n    <script src="vendor/chart.min.js"></script>' if "frontend-broken" in faults else "")
+    return f"""<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <title>AIPM ({stage})</title>
+    <link rel="stylesheet" href="styles.css">
+    <script src="config.js"></script>{extra}
+    <script src="app.js" defer></script>
+  </head>
+  <body data-stage="{stage}">
+    <h1>AIPM</h1>
+    <p id="environment-banner">Environment: <span id="environment">{ENVIRONMENT_LABELS.get(env, env)}</span></p>
+    <ul id="stories"></ul>
+  </body>
+</html>
+"""
+
+
+def _config_js(env: str, stage: str, api_url: str, tables_stage: str) -> str:
+    return f"""const CONFIG = {{
+  environment: '{ENVIRONMENT_LABELS.get(env, env)}',
+  apiEndpoint: '{api_url}',
+  stage: '{stage}',
+  region: 'us-east-1',
+  storiesTable: '{table_for(tables_stage, "stories")}',
+  acceptanceTestsTable: '{table_for(tables_stage, "acceptance-tests")}'
+}};
+"""
+
+
+APP_JS = """document.addEventListener('DOMContentLoaded', async () => {
+  const list = document.getElementById('stories');
+  const res = await fetch(CONFIG.apiEndpoint + '/api/stories');
+  for (const story of await res.json()) {
+    const li = document.createElement('li');
+    li.textContent = story.title;
+    list.appendChild(li);
+  }
+});
+"""
+STYLES_CSS = "body { font-family: sans-serif; margin: 2rem; }\n"
+
+
+class Demo:
+    """A running reference deployment (started here, or found through its state file)."""
+
+    def __init__(self, state: dict[str, Any], state_path: Path, owned: bool) -> None:
+        self.state = state
+        self.state_path = state_path
+        self.owned = owned
+
+    @property
+    def environments(self) -> dict[str, dict[str, Any]]:
+        return self.state["environments"]
+
+    @property
+    def pids(self) -> list[int]:
+        return [p for e in self.environments.values() for p in (e["api_pid"], e["aws_pid"])]
+
+    def alive(self) -> bool:
+        return all(pid_alive(p) for p in self.pids)
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def start(cls, stages: Mapping[str, str], faults: Mapping[str, frozenset[str]],
+              workdir: Path) -> Demo:
+        """Start every environment of ``stages`` (env name -> stage) and provision it."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        names = list(stages)
+        accounts = {name: account_for(i) for i, name in enumerate(names)}
+        procs: list[_Proc] = []
+        try:
+            aws = [_spawn("pytest_deploygate.demo.awsserver", ["--account", accounts[n]], f"{n}-aws",
+                          workdir) for n in names]
+            procs += aws
+            aws_ready = _wait_ready(aws, deadline)
+            apis = []
+            for n in names:
+                stage = stages[n]
+                origin = aws_ready[f"{n}-aws"]["url"]
+                env = {
+                    "STAGE": stage, "SERVICE": SERVICE, "AWS_REGION": "us-east-1",
+                    "AWS_ENDPOINT_URL": aws_ready[f"{n}-aws"]["url"],
+                    "ALLOWED_ORIGIN": "*" if stage == "dev" else origin,
+                    "DEPLOYGATE_FAULTS": ",".join(sorted(faults.get(n, ()))),
+                    **{"TABLE_" + c.upper().replace("-", "_"): table_for(stage, c) for c in COLLECTIONS},
+                }
+                apis.append(_spawn("pytest_deploygate.demo.apigw", [], f"{n}-api", workdir, env))
+            procs += apis
+            api_ready = _wait_ready(apis, deadline)
+            state: dict[str, Any] = {
+                "version": 1, "owner_pid": os.getpid(), "workdir": str(workdir),
+                "faults": format_faults(dict(faults)), "started_at": time.time(), "environments": {},
+            }
+            for n in names:
+                endpoint = aws_ready[f"{n}-aws"]["url"]
+                state["environments"][n] = {
+                    "stage": stages[n], "api_url": api_ready[f"{n}-api"]["url"],
+                    "frontend_url": f"{endpoint}/{bucket_for(stages[n])}/index.html",
+                    "endpoint_url": endpoint, "account_id": accounts[n],
+                    "api_pid": api_ready[f"{n}-api"]["pid"], "aws_pid": aws_ready[f"{n}-aws"]["pid"],
+                    "faults": sorted(faults.get(n, ())),
+                }
+            demo = cls(state, workdir / STATE_FILE, owned=True)
+            demo._procs = procs
+            demo.provision(stages, faults)
+            demo.write_state()
+            return demo
+        except BaseException:
+            for p in procs:
+                _terminate(p.popen.pid, p.popen)
+            raise
+
+    _procs: list[_Proc] = []
+
+    def provision(self, stages: Mapping[str, str], faults: Mapping[str, frozenset[str]]) -> None:
+        """Create each environment's tables (TTL on) and frontend bucket, as its deploy would."""
+        import boto3
+
+        names = list(stages)
+        for i, name in enumerate(names):
+            info = self.environments[name]
+            stage = stages[name]
+            env_faults = faults.get(name, frozenset())
+            session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                            region_name="us-east-1")
+            ddb = session.client("dynamodb", endpoint_url=info["endpoint_url"])
+            for c in COLLECTIONS:
+                table = table_for(stage, c)
+                ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                                 KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+                ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={
+                    "Enabled": True, "AttributeName": "ttl"})
+            s3 = session.client("s3", endpoint_url=info["endpoint_url"])
+            bucket = bucket_for(stage)
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Sid": "PublicRead", "Effect": "Allow", "Principal": "*",
+                               "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}],
+            }))
+            # wrong-config: the generated config.js points at the next environment's API and tables.
+            source = name
+            if "wrong-config" in env_faults and len(names) > 1:
+                source = names[(i + 1) % len(names)]
+            config_js = _config_js(name, stage, self.environments[source]["api_url"], stages[source])
+            files = {
+                "index.html": (_index_html(name, stage, env_faults), "text/html"),
+                "config.js": (config_js, "application/javascript"),
+                "app.js": (APP_JS, "application/javascript"),
+                "styles.css": (STYLES_CSS, "text/css"),
+            }
+            for key, (body, ctype) in files.items():
+                s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType=ctype)
+
+    def write_state(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2))
+        tmp.replace(self.state_path)
+
+    @classmethod
+    def find(cls, state_path: Path) -> Demo | None:
+        """A running deployment described by ``state_path``, or None if there is none (or it died)."""
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError):
+            return None
+        demo = cls(state, state_path, owned=False)
+        return demo if demo.pids and demo.alive() else None
+
+    def stop(self) -> None:
+        """Stop every process by its pid (SIGTERM, then SIGKILL) and remove the state file."""
+        popens = {p.popen.pid: p.popen for p in self._procs}
+        for pid in self.pids:
+            _terminate(pid, popens.get(pid))
+        if self.owned or self.state_path.exists():
+            self.state_path.unlink(missing_ok=True)
+
+
+def _terminate(pid: int, popen: subprocess.Popen[bytes] | None = None, grace_s: float = 5.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if popen is not None:
+            if popen.poll() is not None:
+                return
+        elif not pid_alive(pid):
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if popen is not None:
+        popen.wait(timeout=5)

@@ -1,0 +1,180 @@
+"""The reference service: one routed handler in API Gateway proxy-event form (the seeds' "single
+Lambda with internal routing"), storing ``stories`` and ``acceptance-tests`` in DynamoDB through boto3.
+
+Configured like a Lambda, through environment variables: ``STAGE``, ``SERVICE``, ``TABLE_<COLLECTION>``,
+``AWS_ENDPOINT_URL``, ``ALLOWED_ORIGIN`` and ``DEPLOYGATE_FAULTS`` (this environment's faults only).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from .faults import SLOW_DELAY_S
+
+COLLECTIONS = ("stories", "acceptance-tests")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dynamo(v) for v in value]
+    return value
+
+
+class Service:
+    """The handler plus the state a Lambda container keeps between invocations."""
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        env = dict(os.environ if environ is None else environ)
+        self.stage = env.get("STAGE", "dev")
+        self.service = env.get("SERVICE", "aipm-backend")
+        self.allowed_origin = env.get("ALLOWED_ORIGIN", "*")
+        self.faults = frozenset(f for f in env.get("DEPLOYGATE_FAULTS", "").split(",") if f)
+        self.tables = {c: env.get("TABLE_" + c.upper().replace("-", "_"),
+                                  f"{self.service}-{self.stage}-{c}") for c in COLLECTIONS}
+        self.endpoint_url = env.get("AWS_ENDPOINT_URL")
+        self.region = env.get("AWS_REGION", "us-east-1")
+        self._api_calls = itertools.count()
+        self._local = threading.local()
+
+    # boto3 resources are not thread-safe: one per serving thread.
+    def table(self, collection: str) -> Any:
+        res = getattr(self._local, "dynamodb", None)
+        if res is None:
+            import boto3
+
+            session = boto3.session.Session(aws_access_key_id="testing",
+                                            aws_secret_access_key="testing",
+                                            region_name=self.region)
+            res = session.resource("dynamodb", endpoint_url=self.endpoint_url)
+            self._local.dynamodb = res
+        return res.Table(self.tables[collection])
+
+    # ------------------------------------------------------------------------------------------
+    def handler(self, event: dict[str, Any], context: object = None) -> dict[str, Any]:
+        method = event.get("httpMethod", "GET").upper()
+        path = "/" + event.get("path", "/").strip("/")
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        if "slow" in self.faults:
+            time.sleep(SLOW_DELAY_S)
+        try:
+            status, body = self.route(method, path, event)
+        except Exception as exc:  # a Lambda answers 500 rather than dying
+            status, body = 500, {"message": "internal error", "type": type(exc).__name__}
+        return self.respond(status, body, headers.get("origin"))
+
+    def respond(self, status: int, body: Any, origin: str | None) -> dict[str, Any]:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+        }
+        if self.allowed_origin == "*":
+            headers["Access-Control-Allow-Origin"] = "*"
+        elif origin and origin == self.allowed_origin:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Vary"] = "Origin"
+        headers["Access-Control-Allow-Methods"] = "GET,POST,PUT,PATCH,DELETE,OPTIONS"
+        headers["Access-Control-Allow-Headers"] = "Content-Type,Authorization"
+        return {"statusCode": status, "headers": headers,
+                "body": "" if body is None else json.dumps(body), "isBase64Encoded": False}
+
+    def route(self, method: str, path: str, event: dict[str, Any]) -> tuple[int, Any]:
+        if method == "OPTIONS":
+            return 204, None
+        if path == "/health" and method == "GET":
+            return self.health()
+        if path in ("/", "/api") and method == "GET":
+            return 200, {"service": self.service, "stage": self.stage,
+                         "collections": list(COLLECTIONS)}
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2 and parts[0] == "api" and parts[1] in COLLECTIONS and len(parts) <= 3:
+            if "errors" in self.faults and next(self._api_calls) % 2 == 0:
+                return 500, {"message": "internal error"}
+            collection = parts[1]
+            item_id = parts[2] if len(parts) == 3 else None
+            return self.collection(method, collection, item_id, event.get("body"))
+        return 404, {"message": f"no route for {method} {path}"}
+
+    def health(self) -> tuple[int, Any]:
+        if "health-down" in self.faults:
+            return 503, {"status": "unavailable", "stage": self.stage}
+        try:
+            self.table("stories").load()
+            dynamo = "ok"
+        except Exception as exc:
+            return 503, {"status": "unavailable", "stage": self.stage,
+                         "checks": {"dynamodb": type(exc).__name__}}
+        return 200, {"status": "ok", "stage": self.stage, "checks": {"dynamodb": dynamo}}
+
+    def collection(self, method: str, collection: str, item_id: str | None,
+                   raw_body: str | None) -> tuple[int, Any]:
+        table = self.table(collection)
+        if item_id is None:
+            if method == "GET":
+                items: list[Any] = []
+                kwargs: dict[str, Any] = {}
+                while True:
+                    page = table.scan(**kwargs)
+                    items.extend(page.get("Items", []))
+                    if "LastEvaluatedKey" not in page:
+                        break
+                    kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                return 200, [_plain(i) for i in items]
+            if method == "POST":
+                body = self._body(raw_body)
+                if not isinstance(body, dict):
+                    return 400, {"message": "body must be a JSON object"}
+                item = dict(body)
+                item["id"] = str(item.get("id") or uuid.uuid4())
+                item.setdefault("createdAt", int(time.time()))
+                table.put_item(Item=_dynamo(item))
+                return 201, item
+            return 405, {"message": f"{method} not allowed on /api/{collection}"}
+        found = table.get_item(Key={"id": item_id}).get("Item")
+        if method == "GET":
+            return (200, _plain(found)) if found else (404, {"message": "not found"})
+        if method in ("PUT", "PATCH"):
+            if not found:
+                return 404, {"message": "not found"}
+            body = self._body(raw_body)
+            if not isinstance(body, dict):
+                return 400, {"message": "body must be a JSON object"}
+            item = {**_plain(found), **body, "id": item_id}
+            table.put_item(Item=_dynamo(item))
+            return 200, item
+        if method == "DELETE":
+            if not found:
+                return 404, {"message": "not found"}
+            table.delete_item(Key={"id": item_id})
+            return 204, None
+        return 405, {"message": f"{method} not allowed on /api/{collection}/{{id}}"}
+
+    @staticmethod
+    def _body(raw: str | None) -> Any:
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None

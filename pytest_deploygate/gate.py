@@ -1,0 +1,146 @@
+"""Metrics recorded by checks and the gate verdict judged from them.
+
+Workers only record plain values; the controller alone calls :func:`judge`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .thresholds import FAIL, INFO, PASS, WARN, Policy, unit_of, worst
+
+CATEGORIES = ("smoke", "crud", "isolation", "performance", "security")
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One measured value: ``smoke.health.latency_ms{path=/health} = 12.5 ms``."""
+
+    name: str
+    value: float
+    unit: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    nodeid: str = ""
+
+    @property
+    def category(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def key(self) -> str:
+        if not self.labels:
+            return self.name
+        inner = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        return f"{self.name}{{{inner}}}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "unit": self.unit,
+                "labels": dict(self.labels), "nodeid": self.nodeid}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Metric:
+        return cls(d["name"], float(d["value"]), d.get("unit", ""), dict(d.get("labels", {})),
+                   d.get("nodeid", ""))
+
+
+def make_metric(name: str, value: float, unit: str | None = None,
+                labels: Mapping[str, object] | None = None, nodeid: str = "") -> Metric:
+    """Validate and build a metric; a bad name or a non-finite value is a programming error."""
+    parts = name.split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ValueError(f"metric name {name!r} must look like 'category.name_unit'")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"metric {name!r}: value must be a number, got {value!r}")
+    if math.isnan(value):
+        raise ValueError(f"metric {name!r}: value is NaN")
+    return Metric(name, float(value), unit if unit is not None else unit_of(name),
+                  {str(k): str(v) for k, v in (labels or {}).items()}, nodeid)
+
+
+@dataclass
+class TestTally:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    name: str
+    key: str
+    labels: Mapping[str, str]
+    value: float
+    unit: str
+    verdict: str
+    limit: str
+    threshold: str
+    nodeid: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["labels"] = dict(self.labels)
+        return d
+
+
+@dataclass
+class Verdict:
+    environment: str
+    verdict: str
+    categories: dict[str, dict[str, Any]]
+    metrics: list[MetricResult]
+    fail_on_warn: bool
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict == FAIL or (self.fail_on_warn and self.verdict == WARN)
+
+
+def category_of(keywords: Iterable[str]) -> str:
+    names = set(keywords)
+    for category in CATEGORIES:
+        if category in names:
+            return category
+    return OTHER
+
+
+def judge(environment: str, metrics: Iterable[Metric], policy: Policy,
+          tests: Mapping[str, TestTally], fail_on_warn: bool = False) -> Verdict:
+    """Judge every metric against the policy; a failed test fails its category."""
+    results: list[MetricResult] = []
+    for m in metrics:
+        threshold = policy.lookup(m.name)
+        if threshold is None:
+            verdict, limit, desc = INFO, "", ""
+        else:
+            verdict = threshold.judge(m.value)
+            limit = threshold.limit_for(verdict)
+            desc = threshold.describe()
+        results.append(MetricResult(m.name, m.key, m.labels, m.value, m.unit, verdict, limit,
+                                    desc, m.nodeid))
+
+    categories: dict[str, dict[str, Any]] = {}
+    names = {r.name.split(".", 1)[0] for r in results} | set(tests)
+    for cat in sorted(names, key=lambda c: (CATEGORIES + (OTHER,)).index(c)
+                      if c in CATEGORIES + (OTHER,) else 99):
+        tally = tests.get(cat, TestTally())
+        levels = [r.verdict for r in results if r.name.split(".", 1)[0] == cat]
+        if tally.failed:
+            levels.append(FAIL)
+        if not levels and not tally.passed:
+            continue  # everything skipped: nothing to judge
+        categories[cat] = {
+            "verdict": worst(levels),
+            "tests": {"passed": tally.passed, "failed": tally.failed, "skipped": tally.skipped},
+            "failed_tests": list(tally.failures),
+        }
+    overall = worst([c["verdict"] for c in categories.values()]) if categories else PASS
+    return Verdict(environment, overall, categories, results, fail_on_warn)
+
+
+__all__ = ["CATEGORIES", "FAIL", "INFO", "Metric", "MetricResult", "OTHER", "PASS", "TestTally",
+           "Verdict", "WARN", "category_of", "judge", "make_metric"]

@@ -1,0 +1,125 @@
+"""HTTP client bound to one environment: base URL, timeouts always, retries on connection errors only,
+per-request timing, auth from the environment's reference, secrets redacted from every message."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .config import Environment, HttpSpec
+
+
+class CheckFailure(AssertionError):
+    """A check failed for a reason the message fully explains; reported without a traceback."""
+
+
+class RequestFailed(CheckFailure):
+    """The request itself failed: unreachable host, timeout, TLS error, redirect loop."""
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class Timing:
+    method: str
+    url: str
+    status: int | None
+    elapsed_ms: float
+
+
+class GateHTTP(requests.Session):
+    """A ``requests.Session`` whose relative URLs resolve against ``base_url``.
+
+    Every request has a timeout; connection errors are retried (never reads or statuses, so a
+    failing endpoint is not hidden); each request's wall time lands in ``timings``.
+    """
+
+    def __init__(self, base_url: str, spec: HttpSpec, *, auth_header: tuple[str, str] | None = None,
+                 secrets: Iterable[str] = (), check: str = "") -> None:
+        super().__init__()
+        self.base_url = base_url.rstrip("/") + "/"
+        self.spec = spec
+        self.secrets = frozenset(secrets)
+        self.check = check
+        self.timings: list[Timing] = []
+        self.timeout = (spec.connect_timeout_s, spec.read_timeout_s)
+        retry = Retry(total=None, connect=spec.retries, read=0, status=0, other=0, redirect=10,
+                      backoff_factor=0.1, raise_on_status=False)
+        adapter = HTTPAdapter(max_retries=retry)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+        self.verify = spec.ca_bundle if spec.ca_bundle else spec.verify
+        self.headers["User-Agent"] = "pytest-deploygate"
+        if auth_header is not None:
+            self.headers[auth_header[0]] = auth_header[1]
+
+    def url_for(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return urljoin(self.base_url, path.lstrip("/"))
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        method_s = method.decode() if isinstance(method, bytes) else method
+        full = self.url_for(url.decode() if isinstance(url, bytes) else url)
+        kwargs.setdefault("timeout", self.timeout)
+        start = time.perf_counter()
+        try:
+            response = super().request(method_s, full, *args, **kwargs)
+        except requests.exceptions.RequestException as exc:
+            elapsed = (time.perf_counter() - start) * 1000.0
+            self.timings.append(Timing(method_s.upper(), full, None, elapsed))
+            raise RequestFailed(self._describe_error(method_s.upper(), full, exc)) from None
+        elapsed = (time.perf_counter() - start) * 1000.0
+        self.timings.append(Timing(method_s.upper(), full, response.status_code, elapsed))
+        response.elapsed_ms = elapsed  # type: ignore[attr-defined]
+        return response
+
+    def _describe_error(self, method: str, url: str, exc: Exception) -> str:
+        if isinstance(exc, requests.exceptions.SSLError):
+            why = "TLS error"
+        elif isinstance(exc, requests.exceptions.ConnectTimeout):
+            why = f"connect timed out after {self.spec.connect_timeout_s:g} s"
+        elif isinstance(exc, requests.exceptions.ReadTimeout):
+            why = f"no answer within {self.spec.read_timeout_s:g} s (read timeout)"
+        elif isinstance(exc, requests.exceptions.TooManyRedirects):
+            why = "redirect loop"
+        elif isinstance(exc, requests.exceptions.ConnectionError):
+            why = "cannot connect (host unreachable or connection refused)"
+        else:
+            why = type(exc).__name__
+        prefix = f"{self.check}: " if self.check else ""
+        return redact(f"{prefix}{method} {url}: {why}", self.secrets)
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+
+def client_for(env: Environment, base_url: str | None = None, *, secrets: Iterable[str] = (),
+               check: str = "") -> GateHTTP:
+    """A :class:`GateHTTP` for ``env`` (its API by default) carrying its auth header."""
+    auth = (env.auth.header, env.auth.value) if env.auth and env.auth.value else None
+    return GateHTTP(base_url if base_url is not None else env.base_url, env.http,
+                    auth_header=auth, secrets=secrets, check=check)
+
+
+def json_body(response: requests.Response, what: str = "") -> Any:
+    """The JSON body of ``response`` or a CheckFailure that says what came back instead."""
+    try:
+        return response.json()
+    except ValueError:
+        ctype = response.headers.get("Content-Type", "?")
+        snippet = response.text[:80].replace("\n", " ")
+        raise CheckFailure(f"{what or response.request.method} {response.url}: expected JSON, got "
+                           f"{ctype} ({snippet!r})") from None
