@@ -1,0 +1,355 @@
+"""pytest hooks of the deployment gate: options, markers, configuration, the launched reference
+deployment, metric collection across xdist workers, the verdict, the summary and the exit status."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import __version__
+from .config import ConfigError, find_config, load_project
+from .gate import Metric, category_of, judge, make_metric
+from .http import CheckFailure, redact
+from .run import METRICS_ATTR, METRICS_KEY, RUN_KEY, GateRun, env_name_from, get_run
+from .thresholds import load_policy
+
+pytest_plugins = ["pytest_deploygate.fixtures"]
+
+MARKERS = {
+    "gate": "a deployment gate check (select with -m gate)",
+    "smoke": "smoke check: the deployment is up and wired to the right environment",
+    "crud": "CRUD check: collections can be created, read, updated and deleted",
+    "isolation": "isolation check: no data or configuration crosses environments",
+    "performance": "performance check: load and latency against thresholds",
+    "security": "security check: code scan, dependency audit, HTTP posture",
+    "destructive": "writes to the environment: skipped on protected environments unless --allow-writes",
+}
+THRESHOLD_PREFIX = "deploygate::gate::"
+DEMO_STATE = Path(".deploygate") / "demo" / "demo.json"
+USAGE = pytest.ExitCode.USAGE_ERROR
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("deploygate", "deployment gate (pytest-deploygate)")
+    group.addoption("--env", dest="deploygate_env", metavar="NAME",
+                    help="environment to gate (default: $DEPLOYGATE_ENV, then ini deploygate_env)")
+    group.addoption("--gate-report", dest="deploygate_report", metavar="PATH",
+                    help="where to write the JSON gate report (default: .deploygate/report.json)")
+    group.addoption("--fail-on-warn", action="store_true", dest="deploygate_fail_on_warn",
+                    help="a WARN verdict fails the gate too")
+    group.addoption("--allow-writes", action="store_true", dest="deploygate_allow_writes",
+                    help="allow destructive checks on a protected environment")
+    group.addoption("--allow-load", action="store_true", dest="deploygate_allow_load",
+                    help="allow load tests on a protected environment")
+    group.addoption("--deploygate-config", dest="deploygate_config", metavar="PATH",
+                    help="environment definitions (default: deploygate.toml, or [tool.deploygate] "
+                         "in pyproject.toml, at the rootdir)")
+    group.addoption("--thresholds", dest="deploygate_thresholds", metavar="PATH",
+                    help="gate policy (default: thresholds.toml at the rootdir, else the built-in one)")
+    group.addoption("--no-builtin-suites", action="store_true", dest="deploygate_no_suites",
+                    help="do not collect the built-in gate suites (fixtures only)")
+    parser.addini("deploygate_env", "default environment for the gate")
+    parser.addini("deploygate_config", "path of the environment definitions file")
+    parser.addini("deploygate_thresholds", "path of the gate policy file")
+    parser.addini("deploygate_report", "path of the JSON gate report")
+    parser.addini("deploygate_builtin_suites", "collect the built-in gate suites when --env is given",
+                  type="bool", default=True)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _path_option(config: pytest.Config, option: str, ini: str) -> str | None:
+    value = config.getoption(option)
+    if value:
+        return str(value)
+    ini_value = config.getini(ini)
+    return str(ini_value) if ini_value else None
+
+
+def _resolve(config: pytest.Config, value: str | None, default: Path) -> Path:
+    if not value:
+        return default
+    path = Path(value)
+    return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+
+
+def suites_dir() -> Path:
+    from . import suites
+
+    return Path(suites.__file__).parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+    env_name, source = env_name_from(config.getoption("deploygate_env"), config.getini("deploygate_env"))
+    if not env_name:
+        return
+    rootdir = Path(config.rootpath)
+    try:
+        config_path, table = find_config(rootdir, _path_option(config, "deploygate_config",
+                                                                "deploygate_config"))
+        project = load_project(config_path, table)
+        project.environment(env_name)  # unknown env -> ConfigError listing the known ones
+        thresholds = _path_option(config, "deploygate_thresholds", "deploygate_thresholds")
+        if thresholds:
+            policy_path = _resolve(config, thresholds, rootdir)
+            if not policy_path.exists():
+                raise ConfigError("thresholds file not found", file=policy_path)
+        else:
+            policy_path = rootdir / "thresholds.toml"
+            if not policy_path.exists():
+                policy_path = Path(__file__).with_name("thresholds.toml")
+        policy = load_policy(policy_path, env_name)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"deploygate: {exc}") from None
+
+    report = _resolve(config, _path_option(config, "deploygate_report", "deploygate_report"),
+                      rootdir / ".deploygate" / "report.json")
+    run = GateRun(env_name=env_name, env_source=source, project=project, policy=policy,
+                  config_path=config_path, report_path=report,
+                  fail_on_warn=bool(config.getoption("deploygate_fail_on_warn")),
+                  allow_writes=bool(config.getoption("deploygate_allow_writes")),
+                  allow_load=bool(config.getoption("deploygate_allow_load")))
+    if _is_worker(config):
+        run.run_id = config.workerinput.get("deploygate_run_id", run.run_id)  # type: ignore[attr-defined]
+        addresses = config.workerinput.get("deploygate_addresses")  # type: ignore[attr-defined]
+        if addresses:
+            run.resolve(addresses)
+    config.stash[RUN_KEY] = run
+    if not _is_worker(config):
+        config.pluginmanager.register(Collector(run), "deploygate-collector")
+
+    builtin = config.getini("deploygate_builtin_suites") and not config.getoption("deploygate_no_suites")
+    explicit_paths = config.args_source == pytest.Config.ArgsSource.ARGS
+    if builtin and not explicit_paths:
+        config.args.append(str(suites_dir()))
+
+
+# --------------------------------------------------------------------------------------------------
+# the launched reference deployment
+
+
+def _demo_stages(run: GateRun) -> dict[str, str]:
+    return {n: e.stage for n, e in run.project.environments.items() if e.launch == "demo"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    run = get_run(config)
+    if run is None or _is_worker(config) or config.option.collectonly:
+        return
+    stages = _demo_stages(run)
+    if not stages:
+        run.resolve({})
+        return
+    try:
+        from .demo.faults import FAULTS_ENV, FaultError, parse_faults
+        from .demo.launcher import Demo, DemoError
+    except ImportError as exc:  # pragma: no cover - moto missing
+        raise pytest.UsageError(f"deploygate: the reference deployment needs moto: {exc}") from None
+    try:
+        faults = parse_faults(os.environ.get(FAULTS_ENV, ""), stages)
+    except FaultError as exc:
+        raise pytest.UsageError(f"deploygate: {FAULTS_ENV}: {exc}") from None
+    running = None if os.environ.get(FAULTS_ENV) else Demo.find(Path(config.rootpath) / DEMO_STATE)
+    if running is not None and set(stages) <= set(running.environments):
+        run.demo_note = f"reusing the reference deployment started by pid {running.state['owner_pid']}"
+        demo = running
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="deploygate-demo-"))
+        _install_sigterm()
+        try:
+            demo = Demo.start(stages, faults, workdir)
+        except (DemoError, OSError) as exc:
+            raise pytest.UsageError(f"deploygate: could not start the reference deployment: {exc}") from None
+        config.add_cleanup(demo.stop)
+        active = demo.state["faults"]
+        run.demo_note = "launched the reference deployment" + (f" with faults {active}" if active else "")
+    run.demo = demo
+    run.resolve(demo.environments)
+
+
+def _install_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so a killed run still tears down what it started."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        def interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt("SIGTERM")
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: hand workers the addresses of the deployment the controller launched."""
+    run = get_run(node.config)
+    if run is None:
+        return
+    node.workerinput["deploygate_run_id"] = run.run_id
+    if run.demo is not None:
+        node.workerinput["deploygate_addresses"] = run.demo.environments
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    run = get_run(config)
+    if run is None:
+        return None
+    env = run.environment
+    lines = [
+        f"deploygate {__version__}: environment {env.name} (from {run.env_source}; stage {env.stage}"
+        f"{', protected' if env.protected else ''}) run {run.run_id}",
+        f"deploygate config: {run.config_path}; thresholds: {run.policy.path}",
+    ]
+    if env.base_url:
+        lines.append(f"deploygate target: api {env.base_url}"
+                     + (f", frontend {env.frontend_url}" if env.frontend_url else ""))
+    if run.demo_note:
+        lines.append(f"deploygate: {run.demo_note}")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------
+# metrics out of tests (on workers too) and into the controller
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    pending = item.stash.get(METRICS_KEY, [])
+    if pending:
+        setattr(report, METRICS_ATTR, list(pending))
+        pending.clear()
+    if call.excinfo is not None and call.excinfo.errisinstance(CheckFailure):
+        run = get_run(item.config)
+        message = str(call.excinfo.value)
+        report.longrepr = redact(message, run.secrets) if run else message
+    return report
+
+
+class Collector:
+    """Controller-side sink: metrics and test outcomes from every report (local or from workers)."""
+
+    def __init__(self, run: GateRun) -> None:
+        self.run = run
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        run = self.run
+        for raw in getattr(report, METRICS_ATTR, None) or ():
+            run.metrics.append(Metric.from_dict(raw))
+        if report.nodeid.startswith(THRESHOLD_PREFIX):
+            return
+        if report.failed:
+            outcome = "failed"
+        elif report.skipped:
+            outcome = "skipped"
+        elif report.when == "call":
+            outcome = "passed"
+        else:
+            return
+        previous = run.outcomes.get(report.nodeid)
+        if previous and previous[1] == "failed":
+            return
+        reason = redact(_one_line(report), run.secrets) if report.failed else ""
+        run.outcomes[report.nodeid] = (category_of(report.keywords), outcome, reason)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        # Threshold test cases exist for JUnit & co.; in the terminal the verdict table shows them,
+        # so they add no progress dots and only a breach is counted (as failed).
+        if report.nodeid.startswith(THRESHOLD_PREFIX):
+            return ("failed" if report.failed else "", "", "")
+        return None
+
+
+def _one_line(report: pytest.TestReport) -> str:
+    text = report.longreprtext.strip()
+    if not text:
+        return report.when or "failed"
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("E ")]
+    line = errors[0][2:].strip() if errors else lines[-1]
+    return (f"{report.when}: " if report.when != "call" else "") + line[:300]
+
+
+# --------------------------------------------------------------------------------------------------
+# the verdict
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    run = get_run(config)
+    if run is None or _is_worker(config) or config.option.collectonly:
+        return
+    from .report.json_report import build_report, write_report
+
+    try:
+        env = run.environment
+
+        def record(name: str, value: float, unit: str | None = None, **labels: object) -> Metric:
+            metric = make_metric(name, value, unit, labels, nodeid="deploygate::hooks")
+            run.metrics.append(metric)
+            return metric
+
+        config.hook.pytest_deploygate_metrics(config=config, environment=env, record=record)
+        run.verdict = judge(env.name, run.metrics, run.policy, run.tallies(), run.fail_on_warn)
+        _log_threshold_reports(config, run)
+        run.report = build_report(run, int(exitstatus), __version__)
+        write_report(run.report, run.report_path, run.secrets)
+        config.hook.pytest_deploygate_verdict(config=config, verdict=run.verdict, report=run.report)
+    except Exception as exc:  # never raise out of sessionfinish: say what broke, fail the gate
+        run.error = f"{type(exc).__name__}: {exc}"
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return
+    if run.verdict.failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _log_threshold_reports(config: pytest.Config, run: GateRun) -> None:
+    """Every judged threshold becomes its own test case (JUnit, allure, ...) named after the metric."""
+    from _pytest.reports import TestReport
+
+    assert run.verdict is not None
+    for result in run.verdict.metrics:
+        if result.verdict == "INFO":
+            continue
+        failed = result.verdict == "FAIL" or (run.fail_on_warn and result.verdict == "WARN")
+        message = (f"{result.key} = {result.value:g} {result.unit} breaches {result.verdict.lower()} "
+                   f"level {result.limit}").replace("  ", " ")
+        report = TestReport(
+            nodeid=f"{THRESHOLD_PREFIX}{result.key}",
+            location=("deploygate", None, f"gate::{result.key}"),
+            keywords={"gate": 1, result.name.split(".", 1)[0]: 1},
+            outcome="failed" if failed else "passed",
+            longrepr=message if failed else None,
+            when="call",
+            sections=[("deploygate", f"{result.verdict}: {result.key} = {result.value:g} "
+                                     f"{result.unit} ({result.threshold})")],
+            duration=0.0,
+            user_properties=[("verdict", result.verdict), ("value", result.value),
+                             ("threshold", result.threshold)],
+        )
+        config.hook.pytest_runtest_logreport(report=report)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    run = get_run(config)
+    if run is None or _is_worker(config):
+        return
+    from .report.terminal import write_summary
+
+    write_summary(terminalreporter, run)

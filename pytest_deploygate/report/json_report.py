@@ -1,0 +1,59 @@
+"""The JSON gate report: environment, verdict, metrics with limits, categories, test counts."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..http import redact
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..run import GateRun
+
+SCHEMA_VERSION = 1
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def build_report(run: GateRun, exitstatus: int, version: str) -> dict[str, Any]:
+    assert run.verdict is not None
+    verdict = run.verdict
+    env = run.environment
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    for _category, outcome, _reason in run.outcomes.values():
+        counts[outcome] += 1
+    finished = time.time()
+    return {
+        "schema": SCHEMA_VERSION,
+        "plugin": {"name": "pytest-deploygate", "version": version},
+        "run_id": run.run_id,
+        "environment": {"name": env.name, "stage": env.stage, "protected": env.protected,
+                        "base_url": env.base_url, "frontend_url": env.frontend_url},
+        "verdict": verdict.verdict,
+        "blocks_promotion": verdict.failed,
+        "fail_on_warn": verdict.fail_on_warn,
+        "interrupted": exitstatus == 2,
+        "exit_status": exitstatus,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(finished),
+        "duration_s": round(finished - run.started_at, 3),
+        "config": str(run.config_path),
+        "thresholds": str(run.policy.path),
+        "tests": counts,
+        "categories": verdict.categories,
+        "metrics": [m.to_dict() for m in verdict.metrics],
+    }
+
+
+def write_report(report: dict[str, Any], path: Path, secrets: Iterable[str]) -> None:
+    """Write ``report`` to ``path`` atomically, with every secret value redacted."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = redact(json.dumps(report, indent=2, sort_keys=False), secrets)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,60 @@
+"""The verdict table printed at the end of the terminal summary."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..gate import FAIL, INFO, PASS, WARN, MetricResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..run import GateRun
+
+_MARKUP = {PASS: {"green": True}, WARN: {"yellow": True}, FAIL: {"red": True, "bold": True}}
+
+
+def _figure(m: MetricResult) -> str:
+    value = f"{m.value:.1f}" if m.unit in ("ms", "%") and m.value != int(m.value) else f"{m.value:g}"
+    unit = f" {m.unit}" if m.unit else ""
+    limit = f" ({m.limit})" if m.limit and m.verdict in (WARN, FAIL) else ""
+    return f"{m.key} {value}{unit}{limit}"
+
+
+def write_summary(tr: Any, run: GateRun) -> None:
+    tw = tr._tw
+    env = run.environment
+    tr.write_sep("=", f"deploygate: {env.name}", bold=True)
+    if run.error:
+        tr.write_line(f"deploygate: the gate could not be judged: {run.error}", red=True)
+        return
+    verdict = run.verdict
+    if verdict is None:
+        return
+    rows = []
+    for name, cat in verdict.categories.items():
+        metrics = [m for m in verdict.metrics if m.name.split(".", 1)[0] == name]
+        bad = [m for m in metrics if m.verdict in (FAIL, WARN)]
+        judged = [m for m in metrics if m.verdict != INFO]
+        shown = bad or judged[:2]
+        figures = "; ".join(_figure(m) for m in shown[:3])
+        more = len(bad or judged) - len(shown[:3])
+        if more > 0:
+            figures += f"; +{more} more"
+        t = cat["tests"]
+        tests = f"{t['passed']}/{t['passed'] + t['failed']}" + (f" ({t['skipped']} skipped)" if t["skipped"] else "")
+        rows.append((name, cat["verdict"], tests, figures))
+    width = max([len(r[0]) for r in rows] + [8])
+    tw.line(f"{'category':<{width}}  {'verdict':<7}  {'tests':<8}  key figures (limit)")
+    for name, level, tests, figures in rows:
+        tw.write(f"{name:<{width}}  ")
+        tw.write(f"{level:<7}", **_MARKUP.get(level, {}))
+        tw.line(f"  {tests:<8}  {figures}")
+    failures = [(f["nodeid"], f["reason"]) for c in verdict.categories.values() for f in c["failed_tests"]]
+    for nodeid, reason in failures[:20]:
+        tw.line(f"  FAILED {nodeid}: {reason}", red=True)
+    breaches = [m for m in verdict.metrics if m.verdict in (FAIL, WARN)]
+    for m in breaches[:20]:
+        tw.line(f"  {m.verdict} {_figure(m)}", **_MARKUP[m.verdict])
+    blocked = verdict.failed
+    label = f"GATE {verdict.verdict}" + (" (blocks promotion)" if blocked and verdict.verdict == WARN else "")
+    tw.write(label, **_MARKUP.get(verdict.verdict, {}))
+    tw.line(f"  environment {env.name}; report {run.report_path}")

@@ -1,0 +1,108 @@
+"""The state of one gate run, kept on ``config.stash``: selected environment, policy, launched
+deployment, recorded metrics and test outcomes."""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .config import ConfigError, Environment, Project
+from .gate import Metric, TestTally, Verdict
+from .thresholds import Policy
+
+
+def new_run_id() -> str:
+    return time.strftime("dg-%Y%m%dT%H%M%S", time.gmtime()) + "-" + _secrets.token_hex(3)
+
+
+@dataclass
+class GateRun:
+    env_name: str
+    env_source: str
+    project: Project
+    policy: Policy
+    config_path: Path
+    report_path: Path
+    fail_on_warn: bool = False
+    allow_writes: bool = False
+    allow_load: bool = False
+    run_id: str = field(default_factory=new_run_id)
+    started_at: float = field(default_factory=time.time)
+    # filled at session start, once addresses of launched environments are known
+    environments: dict[str, Environment] = field(default_factory=dict)
+    demo: Any = None
+    demo_note: str = ""
+    # collected on the controller
+    metrics: list[Metric] = field(default_factory=list)
+    outcomes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    verdict: Verdict | None = None
+    report: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def environment(self) -> Environment:
+        return self.environments.get(self.env_name) or self.project.environment(self.env_name)
+
+    @property
+    def peers(self) -> dict[str, Environment]:
+        envs = self.environments or dict(self.project.environments)
+        return {n: e for n, e in envs.items() if n != self.env_name}
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        return self.project.secrets
+
+    def resolve(self, addresses: Mapping[str, Mapping[str, Any]]) -> None:
+        """Fill in the addresses of launched environments (``launch = "demo"``)."""
+        out: dict[str, Environment] = {}
+        for name, env in self.project.environments.items():
+            if env.launch and name in addresses:
+                a = addresses[name]
+                env = env.with_addresses(base_url=a["api_url"], frontend_url=a["frontend_url"],
+                                         endpoint_url=a["endpoint_url"], account_id=a["account_id"])
+            out[name] = env
+        self.environments = out
+
+    def tallies(self) -> dict[str, TestTally]:
+        result: dict[str, TestTally] = {}
+        for nodeid, (category, outcome, reason) in self.outcomes.items():
+            tally = result.setdefault(category, TestTally())
+            if outcome == "failed":
+                tally.failed += 1
+                tally.failures.append({"nodeid": nodeid, "reason": reason})
+            elif outcome == "skipped":
+                tally.skipped += 1
+            else:
+                tally.passed += 1
+        return result
+
+
+RUN_KEY = pytest.StashKey[GateRun]()
+#: metrics a test recorded, waiting to ride on its next report (plain dicts: they cross xdist)
+METRICS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+METRICS_ATTR = "deploygate_metrics"
+
+
+def get_run(config: pytest.Config) -> GateRun | None:
+    return config.stash.get(RUN_KEY, None)
+
+
+def env_name_from(option: str | None, ini: str | None) -> tuple[str | None, str]:
+    """``--env``, then ``DEPLOYGATE_ENV``, then the ``deploygate_env`` ini value."""
+    if option:
+        return option, "--env"
+    if os.environ.get("DEPLOYGATE_ENV"):
+        return os.environ["DEPLOYGATE_ENV"], "DEPLOYGATE_ENV"
+    if ini:
+        return ini, "ini deploygate_env"
+    return None, ""
+
+
+__all__ = ["METRICS_ATTR", "METRICS_KEY", "RUN_KEY", "ConfigError", "GateRun", "env_name_from", "get_run", "new_run_id"]
