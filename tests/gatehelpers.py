@@ -1,0 +1,77 @@
+"""Helpers for the plugin's own tests: real pytest runs (pytester subprocesses) of the gate against the
+real reference deployment on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def demo_processes(marker: str) -> list[str]:
+    """Command lines of running reference-deployment processes whose arguments contain ``marker``."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [line.strip() for line in out.splitlines()
+            if "pytest_deploygate.demo" in line and marker in line]
+
+
+@dataclass
+class GateResult:
+    ret: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any] | None
+    result: pytest.RunResult
+
+    @property
+    def output(self) -> str:
+        return self.stdout + "\n" + self.stderr
+
+    def metric(self, name: str, **labels: str) -> dict[str, Any]:
+        assert self.report is not None
+        for m in self.report["metrics"]:
+            if m["name"] == name and all(m["labels"].get(k) == v for k, v in labels.items()):
+                return m
+        raise AssertionError(f"metric {name} {labels} not in report: "
+                             f"{[m['key'] for m in self.report['metrics']]}")
+
+    def failed_tests(self) -> dict[str, str]:
+        assert self.report is not None
+        return {f["nodeid"]: f["reason"] for c in self.report["categories"].values()
+                for f in c["failed_tests"]}
+
+
+class Gate:
+    """Runs ``pytest`` in a fresh project directory holding the repository's deploygate.toml."""
+
+    def __init__(self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.pytester = pytester
+        self.monkeypatch = monkeypatch
+        self.path = pytester.path
+        # Demo processes get their work directory under here, so a test can look for leftovers.
+        self.tmp = self.path / "tmp"
+        self.tmp.mkdir()
+        monkeypatch.setenv("TMPDIR", str(self.tmp))
+        monkeypatch.delenv("DEPLOYGATE_DEMO_FAULTS", raising=False)
+        monkeypatch.delenv("DEPLOYGATE_ENV", raising=False)
+        (self.path / "deploygate.toml").write_text((REPO / "deploygate.toml").read_text())
+
+    def run(self, *args: str, faults: str | None = None, timeout: float = 240) -> GateResult:
+        if faults is not None:
+            self.monkeypatch.setenv("DEPLOYGATE_DEMO_FAULTS", faults)
+        else:
+            self.monkeypatch.delenv("DEPLOYGATE_DEMO_FAULTS", raising=False)
+        report_path = self.path / ".deploygate" / "report.json"
+        report_path.unlink(missing_ok=True)
+        result = self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
+        report = json.loads(report_path.read_text()) if report_path.exists() else None
+        return GateResult(result.ret, result.stdout.str(), result.stderr.str(), report, result)
+
+    def leftovers(self) -> list[str]:
+        return demo_processes(str(self.tmp))
