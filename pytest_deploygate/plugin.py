@@ -143,6 +143,12 @@ def pytest_configure(config: pytest.Config) -> None:
 # the launched reference deployment
 
 
+def _runs_no_tests(config: pytest.Config) -> bool:
+    opt = config.option
+    return bool(opt.collectonly or getattr(opt, "showfixtures", False)
+                or getattr(opt, "show_fixtures_per_test", False))
+
+
 def _demo_stages(run: GateRun) -> dict[str, str]:
     return {n: e.stage for n, e in run.project.environments.items() if e.launch == "demo"}
 
@@ -151,7 +157,7 @@ def _demo_stages(run: GateRun) -> dict[str, str]:
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     run = get_run(config)
-    if run is None or _is_worker(config) or config.option.collectonly:
+    if run is None or _is_worker(config) or _runs_no_tests(config):
         return
     stages = _demo_stages(run)
     if not stages:
@@ -293,7 +299,7 @@ def _one_line(report: pytest.TestReport) -> str:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     run = get_run(config)
-    if run is None or _is_worker(config) or config.option.collectonly:
+    if run is None or _is_worker(config) or _runs_no_tests(config):
         return
     from .report.json_report import build_report, write_report
 

@@ -4,7 +4,6 @@ real reference deployment on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 def demo_processes(marker: str) -> list[str]:
     """Command lines of running reference-deployment processes whose arguments contain ``marker``."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    return [line.strip() for line in out.splitlines()
-            if "pytest_deploygate.demo" in line and marker in line]
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and "pytest_deploygate.demo" in args and marker in args:
+            found.append(f"{proc.name} {args}")
+    return found
 
 
 @dataclass

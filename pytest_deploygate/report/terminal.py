@@ -22,12 +22,12 @@ def _figure(m: MetricResult) -> str:
 def write_summary(tr: Any, run: GateRun) -> None:
     tw = tr._tw
     env = run.environment
-    tr.write_sep("=", f"deploygate: {env.name}", bold=True)
-    if run.error:
-        tr.write_line(f"deploygate: the gate could not be judged: {run.error}", red=True)
-        return
     verdict = run.verdict
-    if verdict is None:
+    if verdict is None and not run.error:
+        return  # collect-only, or the session never got to judge
+    tr.write_sep("=", f"deploygate: {env.name}", bold=True)
+    if run.error or verdict is None:
+        tr.write_line(f"deploygate: the gate could not be judged: {run.error}", red=True)
         return
     rows = []
     for name, cat in verdict.categories.items():

@@ -1,0 +1,183 @@
+"""Bad configuration is a usage error (exit 4) that says what and where, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from gatehelpers import Gate
+from pytest_deploygate.config import ConfigError, Source, load_project, parse_project
+from pytest_deploygate.thresholds import FAIL, PASS, WARN, parse_condition, parse_policy
+
+USAGE_ERROR = 4
+
+
+def _usage_error(res, *needles: str) -> None:  # type: ignore[no-untyped-def]
+    assert res.ret == USAGE_ERROR, res.output
+    assert "Traceback" not in res.output
+    for needle in needles:
+        assert needle in res.stderr, res.stderr
+
+
+def test_malformed_toml_names_file_line_and_column(gate_project: Gate) -> None:
+    (gate_project.path / "deploygate.toml").write_text('service = "x"\n[environments.staging\nstage = 1\n')
+    res = gate_project.run("--env", "staging")
+    _usage_error(res, "deploygate.toml:2:", "malformed TOML", "line 2, column")
+
+
+def test_unknown_key_is_rejected_with_its_path_and_line(gate_project: Gate) -> None:
+    text = (gate_project.path / "deploygate.toml").read_text()
+    text = text.replace('[environments.staging]\nstage = "staging"',
+                        '[environments.staging]\nstage = "staging"\nbase_ulr = "http://x"')
+    (gate_project.path / "deploygate.toml").write_text(text)
+    line = text.splitlines().index('base_ulr = "http://x"') + 1
+    res = gate_project.run("--env", "staging")
+    _usage_error(res, f"deploygate.toml:{line}: environments.staging.base_ulr: unknown key 'base_ulr'")
+
+
+def test_missing_variable_names_key_and_variable(gate_project: Gate) -> None:
+    (gate_project.path / "deploygate.toml").write_text(
+        '[environments.staging]\nbase_url = "${STAGING_API_URL}"\n')
+    gate_project.monkeypatch.delenv("STAGING_API_URL", raising=False)
+    res = gate_project.run("--env", "staging")
+    _usage_error(res, "environments.staging.base_url", "${STAGING_API_URL} is not set")
+
+
+def test_unknown_env_lists_the_known_ones(gate_project: Gate) -> None:
+    res = gate_project.run("--env", "qa", "-m", "gate")
+    _usage_error(res, "unknown environment 'qa' (known: dev, prod, staging)")
+
+
+def test_bad_threshold_names_file_and_metric(gate_project: Gate) -> None:
+    gate_project.pytester.makefile(".toml", thresholds='[metrics]\n"performance.p95_ms" = { fail = "above 2s" }\n')
+    res = gate_project.run("--env", "staging")
+    _usage_error(res, "thresholds.toml:2:", "metrics.performance.p95_ms.fail", "bad threshold 'above 2s'")
+
+
+def test_unknown_fault_is_a_usage_error(gate_project: Gate) -> None:
+    res = gate_project.run("--env", "staging", "-m", "gate", faults="staging:on-fire")
+    _usage_error(res, "unknown fault 'on-fire'", "health-down")
+
+
+def test_literal_secret_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "deploygate.toml"
+    path.write_text('[environments.prod]\nbase_url = "https://api"\nauth = { value = "Bearer abc123" }\n')
+    with pytest.raises(ConfigError, match="secrets must be references"):
+        load_project(path)
+
+
+def test_secret_reference_is_expanded_and_remembered_for_redaction(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "deploygate.toml"
+    path.write_text('[environments.prod]\nbase_url = "https://api"\nauth = { value = "Bearer ${TOKEN}" }\n')
+    project = load_project(path, environ={"TOKEN": "s3cr3t-value"})
+    assert project.environments["prod"].auth is not None
+    assert project.environments["prod"].auth.value == "Bearer s3cr3t-value"
+    assert "s3cr3t-value" in project.secrets
+
+
+def test_defaults_merge_and_templates(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "deploygate.toml"
+    path.write_text("""
+service = "aipm-backend"
+[defaults]
+base_url = "https://api.example.com/${STAGE_PREFIX:-}{stage}"
+resources = { tables = ["{service}-{stage}-stories"] }
+[environments.dev]
+stage = "dev"
+[environments.prod]
+stage = "prod"
+protected = true
+resources = { tables = ["{service}-{stage}-stories", "{service}-{stage}-audit"] }
+""")
+    project = load_project(path, environ={})
+    dev, prod = project.environments["dev"], project.environments["prod"]
+    assert dev.tables == ("aipm-backend-dev-stories",)
+    assert prod.tables == ("aipm-backend-prod-stories", "aipm-backend-prod-audit")
+    assert prod.protected and not dev.protected
+    assert dev.base_url == "https://api.example.com/{stage}"  # late template, filled by format()
+    assert dev.format(dev.base_url) == "https://api.example.com/dev"
+
+
+def test_unknown_placeholder_is_rejected(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "deploygate.toml"
+    path.write_text('[environments.dev]\nbase_url = "http://x"\nresources = { tables = ["{servce}-t"] }\n')
+    with pytest.raises(ConfigError, match=r"unknown placeholder \{servce\}"):
+        load_project(path)
+
+
+def test_pyproject_tool_table_holds_the_same_config(gate_project: Gate) -> None:
+    text = (gate_project.path / "deploygate.toml").read_text()
+    (gate_project.path / "deploygate.toml").unlink()
+    body = []
+    for line in text.splitlines():
+        if line.startswith("["):
+            line = "[tool.deploygate." + line[1:]
+        body.append(line)
+    # top-level keys must come first, under [tool.deploygate]
+    (gate_project.path / "pyproject.toml").write_text("[tool.deploygate]\n" + "\n".join(body) + "\n")
+    res = gate_project.run("--env", "dev", "-m", "gate and smoke")
+    assert res.ret == 0, res.output
+    assert "pyproject.toml" in res.stdout
+    assert res.report is not None and res.report["verdict"] == "PASS"
+
+
+def test_env_falls_back_to_variable_then_ini(gate_project: Gate) -> None:
+    gate_project.pytester.makeini("[pytest]\ndeploygate_env = dev\n")
+    res = gate_project.run("--co")
+    assert "environment dev (from ini deploygate_env" in res.stdout, res.output
+    gate_project.monkeypatch.setenv("DEPLOYGATE_ENV", "prod")
+    res = gate_project.run("--co")
+    assert "environment prod (from DEPLOYGATE_ENV" in res.stdout, res.output
+    res = gate_project.run("--co", "--env", "staging")
+    assert "environment staging (from --env" in res.stdout, res.output
+
+
+def test_without_env_the_plugin_stays_out_of_the_way(gate_project: Gate) -> None:
+    gate_project.pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
+    res = gate_project.run("-q")
+    assert res.ret == 0
+    assert "deploygate" not in res.stdout
+    assert res.report is None
+
+
+@pytest.mark.parametrize(("metric", "text", "value", "expected"), [
+    ("smoke.health.latency_ms", "> 3000", 3500, FAIL),
+    ("smoke.health.latency_ms", "> 3000", 3000, PASS),
+    ("performance.p95_ms", "> 2 s", 2500, FAIL),
+    ("performance.success_rate", "< 95%", 94.9, FAIL),
+    ("performance.success_rate", "< 95", 95, PASS),
+    ("isolation.leaks_count", ">= 1", 1, FAIL),
+    ("isolation.leaks_count", "!= 0", 0, PASS),
+])
+def test_conditions(metric: str, text: str, value: float, expected: str) -> None:
+    cond = parse_condition(text, metric)
+    assert (FAIL if cond.breached(value) else PASS) == expected
+
+
+def test_policy_overrides_and_globs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    text = """
+[metrics]
+"smoke.*.latency_ms" = { warn = "> 1000", fail = "> 3000" }
+"smoke.health.latency_ms" = { fail = "> 500" }
+[environments.prod.metrics]
+"smoke.api.latency_ms" = { fail = "> 100" }
+"""
+    import tomllib
+
+    src = Source(tmp_path / "thresholds.toml", text, tomllib.loads(text))
+    staging, prod = parse_policy(src, "staging"), parse_policy(src, "prod")
+    assert staging.lookup("smoke.health.latency_ms").judge(600) == FAIL  # exact beats glob
+    assert staging.lookup("smoke.api.latency_ms").judge(1500) == WARN  # glob
+    assert staging.lookup("smoke.api.latency_ms").judge(150) == PASS
+    assert prod.lookup("smoke.api.latency_ms").judge(150) == FAIL  # prod override
+    assert staging.lookup("crud.create_ms") is None
+
+
+def test_unit_mismatch_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unit '%' does not match"):
+        parse_condition("> 5%", "performance.p95_ms")
+
+
+def test_parse_project_rejects_empty_environments(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    src = Source(tmp_path / "deploygate.toml", "", {})
+    with pytest.raises(ConfigError, match="no environments defined"):
+        parse_project(src, {}, {})
