@@ -125,8 +125,8 @@ def judge(environment: str, metrics: Iterable[Metric], policy: Policy,
 
     categories: dict[str, dict[str, Any]] = {}
     names = {r.name.split(".", 1)[0] for r in results} | set(tests)
-    for cat in sorted(names, key=lambda c: (CATEGORIES + (OTHER,)).index(c)
-                      if c in CATEGORIES + (OTHER,) else 99):
+    order = (*CATEGORIES, OTHER)
+    for cat in sorted(names, key=lambda c: (order.index(c) if c in order else len(order), c)):
         tally = tests.get(cat, TestTally())
         levels = [r.verdict for r in results if r.name.split(".", 1)[0] == cat]
         if tally.failed:
@@ -142,5 +142,18 @@ def judge(environment: str, metrics: Iterable[Metric], policy: Policy,
     return Verdict(environment, overall, categories, results, fail_on_warn)
 
 
-__all__ = ["CATEGORIES", "FAIL", "INFO", "Metric", "MetricResult", "OTHER", "PASS", "TestTally",
-           "Verdict", "WARN", "category_of", "judge", "make_metric"]
+__all__ = [
+    "CATEGORIES",
+    "FAIL",
+    "INFO",
+    "OTHER",
+    "PASS",
+    "WARN",
+    "Metric",
+    "MetricResult",
+    "TestTally",
+    "Verdict",
+    "category_of",
+    "judge",
+    "make_metric",
+]

@@ -87,9 +87,13 @@ def _resolve(config: pytest.Config, value: str | None, default: Path) -> Path:
 
 
 def suites_dir() -> Path:
-    from . import suites
+    """The built-in suites: ``suites/`` in the source tree, ``pytest_deploygate/suites`` when installed."""
+    import importlib.util
 
-    return Path(suites.__file__).parent
+    spec = importlib.util.find_spec("pytest_deploygate.suites")
+    if spec is None or spec.origin is None:
+        raise pytest.UsageError("deploygate: the built-in suites are not installed (pytest_deploygate.suites)")
+    return Path(spec.origin).parent
 
 
 def pytest_configure(config: pytest.Config) -> None:
