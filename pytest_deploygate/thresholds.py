@@ -98,7 +98,8 @@ class Threshold:
         return PASS
 
     def limit_for(self, level: str) -> str:
-        cond = self.fail if level == FAIL else self.warn if level == WARN else self.fail or self.warn
+        """The condition a verdict is about: the breached one, or for PASS the fail level."""
+        cond = self.warn if level == WARN else self.fail
         return str(cond) if cond else ""
 
     def describe(self) -> str:

@@ -13,9 +13,17 @@ _MARKUP = {PASS: {"green": True}, WARN: {"yellow": True}, FAIL: {"red": True, "b
 
 
 def _figure(m: MetricResult) -> str:
+    """``name{labels} 12.5 ms (fail if > 3000 ms)``: the figure against its limit."""
     value = f"{m.value:.1f}" if m.unit in ("ms", "%") and m.value != int(m.value) else f"{m.value:g}"
     unit = f" {m.unit}" if m.unit else ""
-    limit = f" ({m.limit})" if m.limit and m.verdict in (WARN, FAIL) else ""
+    if m.verdict in (WARN, FAIL):
+        limit = f" ({m.verdict.lower()} level {m.limit})"
+    elif m.limit:
+        limit = f" (fail if {m.limit})"
+    elif m.threshold:
+        limit = f" ({m.threshold})"
+    else:
+        limit = ""
     return f"{m.key} {value}{unit}{limit}"
 
 
