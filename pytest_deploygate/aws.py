@@ -13,11 +13,20 @@ if TYPE_CHECKING:  # pragma: no cover
     import boto3
 
 
-class EnvironmentAWS:
-    """AWS access for one environment. ``client("dynamodb")`` gives a client in its account."""
+#: operations that only read; any other API call is a write for the protected-environment guard
+READ_PREFIXES = ("Get", "List", "Describe", "Head", "Scan", "Query", "BatchGet", "TransactGet", "Select",
+                 "Lookup", "Search", "Check", "Validate", "Estimate", "Test", "Simulate", "Detect")
 
-    def __init__(self, env: Environment) -> None:
+
+class EnvironmentAWS:
+    """AWS access for one environment. ``client("dynamodb")`` gives a client in its account.
+
+    On a protected environment (unless ``allow_writes``) every write call is refused before it is sent.
+    """
+
+    def __init__(self, env: Environment, allow_writes: bool = False) -> None:
         self.env = env
+        self.read_only = env.protected and not allow_writes
         self._session: boto3.Session | None = None
         self._clients: dict[str, Any] = {}
 
@@ -46,8 +55,19 @@ class EnvironmentAWS:
             kwargs: dict[str, Any] = {"config": cfg}
             if self.env.aws.endpoint_url:
                 kwargs["endpoint_url"] = self.env.aws.endpoint_url
-            self._clients[service] = self.session.client(service, **kwargs)
+            client = self.session.client(service, **kwargs)
+            if self.read_only:
+                client.meta.events.register("before-call.*.*", self._refuse_writes)
+            self._clients[service] = client
         return self._clients[service]
+
+    def _refuse_writes(self, model: Any, **kwargs: Any) -> None:
+        if not model.name.startswith(READ_PREFIXES):
+            from .http import WriteRefused
+
+            raise WriteRefused(f"refused AWS {model.service_model.service_name}.{model.name}: environment "
+                               f"{self.env.name} is protected (read-only); pass --allow-writes to let the gate "
+                               "write to it")
 
     def describe_error(self, exc: BaseException) -> str:
         """One line for a botocore error: the AWS error code or the connection problem."""

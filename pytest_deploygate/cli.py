@@ -1,6 +1,7 @@
 """The ``deploygate`` command: run the reference deployment, check configuration.
 
-Exit codes: 0 ok, 2 bad command line, 4 configuration or start-up problem.
+Exit codes: 0 ok, 1 the operation failed (e.g. a leftover could not be removed), 2 bad command line,
+4 configuration or start-up problem.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, find_config, load_project
+from .config import ConfigError, Environment, find_config, load_project
 
-EXIT_OK, EXIT_USAGE, EXIT_CONFIG = 0, 2, 4
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 4
 DEFAULT_STATE_DIR = Path(".deploygate") / "demo"
 DEFAULT_STAGES = {"dev": "dev", "staging": "staging", "prod": "prod"}
 
@@ -106,6 +107,61 @@ def demo_faults(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _environment(args: argparse.Namespace) -> Environment:
+    """The environment named on the command line, with the addresses of a running reference deployment."""
+    from .demo.launcher import STATE_FILE, Demo
+
+    path, table = find_config(Path.cwd(), args.config)
+    env = load_project(path, table).environment(args.env)
+    if env.launch == "demo":
+        demo = Demo.find(Path(args.state_dir) / STATE_FILE)
+        if demo is None or env.name not in demo.environments:
+            raise ConfigError(f"environment {env.name} is the reference deployment, and none is running "
+                              f"(start it with: deploygate demo up)")
+        a = demo.environments[env.name]
+        env = env.with_addresses(base_url=a["api_url"], frontend_url=a["frontend_url"],
+                                 endpoint_url=a["endpoint_url"], account_id=a["account_id"])
+    return env
+
+
+def cleanup(args: argparse.Namespace) -> int:
+    from .aws import EnvironmentAWS
+    from .http import CheckFailure, client_for
+    from .records import Collection, Datastore, find_leftovers, remove_leftovers
+
+    try:
+        env = _environment(args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if env.protected and not args.allow_writes and not args.dry_run:
+        return _fail(f"environment {env.name} is protected: pass --allow-writes to delete its leftovers "
+                     "(or --dry-run to list them)")
+    if not env.crud.collections:
+        print(f"{env.name}: no crud collections declared; nothing to clean up")
+        return EXIT_OK
+    aws = EnvironmentAWS(env, allow_writes=args.allow_writes or not env.protected)
+    total_found = total_removed = 0
+    try:
+        for spec in env.crud.collections:
+            http = client_for(env, allow_writes=args.allow_writes or not env.protected)
+            coll = Collection(http, env, spec, run_id="cleanup")
+            store = Datastore(aws, spec) if spec.table else None
+            found = find_leftovers(coll, store, older_than_s=args.older_than, run_id=args.run_id)
+            total_found += len(found)
+            for left in found:
+                print(f"{env.name} {spec.name} {left.item_id} run {left.run_id} (found in {left.where})")
+            if found and not args.dry_run:
+                total_removed += remove_leftovers(coll, store, found)
+    except CheckFailure as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except Exception as exc:  # botocore errors and the like: one line, no traceback
+        return _fail(f"{env.name}: cleanup failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
+    verb = "would remove" if args.dry_run else "removed"
+    count = total_found if args.dry_run else total_removed
+    print(f"{env.name}: {total_found} leftover gate record(s) found, {verb} {count}")
+    return EXIT_OK if args.dry_run or total_removed == total_found else EXIT_FAILED
+
+
 def check_config(args: argparse.Namespace) -> int:
     from .thresholds import load_policy
 
@@ -128,6 +184,16 @@ def check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deploygate", description="pytest-deploygate helper commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=demo_down)
     faults = demo_sub.add_parser("faults", help="list the faults it can inject")
     faults.set_defaults(func=demo_faults)
+
+    clean = sub.add_parser("cleanup", help="find and delete leftover gate records (crashed runs)")
+    clean.add_argument("--env", required=True, help="environment to clean")
+    clean.add_argument("--dry-run", action="store_true", help="list, do not delete")
+    clean.add_argument("--older-than", type=_seconds, default=0.0, metavar="SECONDS",
+                       help="only records created at least this long ago (spare running gates)")
+    clean.add_argument("--run-id", help="only records of this gate run")
+    clean.add_argument("--allow-writes", action="store_true", help="allow deleting on a protected environment")
+    clean.add_argument("--config", help="project config (default: deploygate.toml or pyproject.toml)")
+    clean.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="where a running demo keeps its state")
+    clean.set_defaults(func=cleanup)
 
     check = sub.add_parser("check-config", help="validate deploygate.toml and thresholds.toml")
     check.add_argument("--config", help="project config (default: deploygate.toml or pyproject.toml)")

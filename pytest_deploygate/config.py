@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,6 +125,13 @@ class OneOf:
         self.choices = choices
 
 
+class Either:
+    """A value that may follow any of several specs (e.g. a status code or a list of them)."""
+
+    def __init__(self, *specs: Any) -> None:
+        self.specs = specs
+
+
 NUMBER = (int, float)
 
 
@@ -140,6 +148,10 @@ def _type_name(spec: Any) -> str:
         return "an array"
     if isinstance(spec, OneOf):
         return "one of " + ", ".join(repr(c) for c in spec.choices)
+    if isinstance(spec, Either):
+        return " or ".join(_type_name(s) for s in spec.specs)
+    if spec is object:
+        return "any value"
     return "a table"
 
 
@@ -162,6 +174,16 @@ def validate(value: Any, spec: Any, src: Source, path: tuple[str, ...]) -> None:
             raise src.error(f"expected an array, got {type(value).__name__}", path)
         for i, sub in enumerate(value):
             validate(sub, spec[0], src, (*path, f"[{i}]"))
+    elif isinstance(spec, Either):
+        for option in spec.specs:
+            try:
+                validate(value, option, src, path)
+                return
+            except ConfigError:
+                continue
+        raise src.error(f"expected {_type_name(spec)}, got {value!r}", path)
+    elif spec is object:
+        return
     elif isinstance(spec, OneOf):
         if value not in spec.choices:
             raise src.error(f"expected {_type_name(spec)}, got {value!r}", path)
@@ -176,6 +198,13 @@ def validate(value: Any, spec: Any, src: Source, path: tuple[str, ...]) -> None:
 
 
 HEALTH_SPEC = {"path": str, "status": int, "name": str}
+STATUS_SPEC = Either(int, [int])
+COLLECTION_SPEC = {
+    "name": str, "path": str, "item_path": str, "id_field": str,
+    "create": MapOf(object), "update": MapOf(object), "update_method": OneOf("PUT", "PATCH"),
+    "compare": [str], "list_key": str, "table": str, "table_key": str,
+    "expect": {step: STATUS_SPEC for step in ("create", "read", "list", "update", "delete", "missing")},
+}
 ENDPOINT_SPEC = {"path": str, "status": int, "json": bool, "name": str}
 
 ENVIRONMENT_SPEC: dict[str, Any] = {
@@ -194,6 +223,8 @@ ENVIRONMENT_SPEC: dict[str, Any] = {
         "endpoints": [ENDPOINT_SPEC],
         "frontend": {"page": str, "assets": bool, "config_js": str, "expect": MapOf(str)},
     },
+    "crud": {"collections": [COLLECTION_SPEC], "markers": bool, "ttl_field": str, "ttl_s": int},
+    "isolation": {"collection": str, "cors_origins": [str], "datastore": bool, "separate_accounts": bool},
 }
 
 PROJECT_SPEC: dict[str, Any] = {
@@ -276,6 +307,56 @@ class SmokeSpec:
     frontend: FrontendCheck | None = None
 
 
+DEFAULT_STATUSES: dict[str, tuple[int, ...]] = {
+    "create": (200, 201), "read": (200,), "list": (200,), "update": (200, 204),
+    "delete": (200, 202, 204), "missing": (404, 410),
+}
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """A REST collection the CRUD suite exercises; bodies may use ``{run_id}``, ``{env}``, ``{stage}``."""
+
+    name: str
+    path: str
+    item_path: str = "{path}/{id}"
+    id_field: str = "id"
+    create: Mapping[str, Any] = field(default_factory=lambda: {"title": "deploygate probe {run_id}"})
+    update: Mapping[str, Any] = field(default_factory=lambda: {"title": "deploygate probe {run_id} (updated)"})
+    update_method: str = "PUT"
+    compare: tuple[str, ...] | None = None
+    list_key: str = ""
+    expect: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_STATUSES))
+    table: str | None = None
+    table_key: str | None = None
+
+    def url_of(self, item_id: object) -> str:
+        return self.item_path.replace("{path}", self.path.rstrip("/")).replace("{id}", str(item_id))
+
+
+@dataclass(frozen=True)
+class CrudSpec:
+    collections: tuple[CollectionSpec, ...] = ()
+    markers: bool = True
+    ttl_field: str = "ttl"
+    ttl_s: int = 3600
+
+    def collection(self, name: str | None) -> CollectionSpec | None:
+        if not self.collections:
+            return None
+        if name is None:
+            return self.collections[0]
+        return next((c for c in self.collections if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class IsolationSpec:
+    collection: str | None = None
+    cors_origins: tuple[str, ...] = ("{frontend_origin}",)
+    datastore: bool = True
+    separate_accounts: bool = True
+
+
 @dataclass(frozen=True)
 class AwsSpec:
     region: str = "us-east-1"
@@ -318,6 +399,13 @@ class Environment:
     buckets: tuple[str, ...]
     http: HttpSpec
     smoke: SmokeSpec
+    crud: CrudSpec = field(default_factory=CrudSpec)
+    isolation: IsolationSpec = field(default_factory=IsolationSpec)
+
+    @property
+    def frontend_origin(self) -> str:
+        parts = urlsplit(self.frontend_url)
+        return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
 
     def fields(self) -> dict[str, str]:
         """Values that config templates may use: ``{service}``, ``{stage}``, ``{base_url}``, ..."""
@@ -325,6 +413,7 @@ class Environment:
             "env": self.name, "service": self.service, "stage": self.stage,
             "base_url": self.base_url, "frontend_url": self.frontend_url,
             "region": self.aws.region, "account_id": self.aws.account_id or "",
+            "frontend_origin": self.frontend_origin,
         }
 
     def format(self, template: str) -> str:
@@ -356,7 +445,8 @@ class Project:
 
 
 TEMPLATE_FIELDS = {"env", "service", "stage", "region", "account_id"}
-LATE_FIELDS = {"base_url", "frontend_url"}
+LATE_FIELDS = {"base_url", "frontend_url", "frontend_origin"}
+BODY_FIELDS = TEMPLATE_FIELDS | {"run_id"}
 
 
 def _check_template(value: str, allowed: set[str], src: Source, path: tuple[str, ...]) -> None:
@@ -432,12 +522,73 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
     if frontend is not None and launch != "demo" and "frontend_url" not in raw:
         raise src.error("smoke.frontend needs frontend_url", path)
 
+    crud = _build_crud(raw.get("crud", {}), fields, src, (*path, "crud"))
+    iso_raw = raw.get("isolation", {})
+    for i, tmpl in enumerate(iso_raw.get("cors_origins", [])):
+        _check_template(tmpl, TEMPLATE_FIELDS | LATE_FIELDS, src, (*path, "isolation", "cors_origins", f"[{i}]"))
+    if "collection" in iso_raw and crud.collection(iso_raw["collection"]) is None:
+        raise src.error(f"no crud collection named {iso_raw['collection']!r}", (*path, "isolation", "collection"))
+    isolation = IsolationSpec(collection=iso_raw.get("collection"),
+                              cors_origins=tuple(iso_raw.get("cors_origins", ["{frontend_origin}"])),
+                              datastore=iso_raw.get("datastore", True),
+                              separate_accounts=iso_raw.get("separate_accounts", True))
+
     return Environment(
         name=name, service=service, stage=stage, base_url=raw.get("base_url", ""),
         frontend_url=raw.get("frontend_url", ""), protected=raw.get("protected", False),
         launch=launch, aws=aws, auth=auth, tables=tables, buckets=buckets, http=http,
         smoke=SmokeSpec(health=health, endpoints=endpoints, frontend=frontend),
+        crud=crud, isolation=isolation,
     )
+
+
+def _check_body(value: Any, src: Source, path: tuple[str, ...]) -> None:
+    if isinstance(value, str):
+        _check_template(value, BODY_FIELDS, src, path)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_body(v, src, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_body(v, src, (*path, f"[{i}]"))
+
+
+def _statuses(value: int | list[int] | None, default: tuple[int, ...]) -> tuple[int, ...]:
+    if value is None:
+        return default
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+def _build_crud(raw: dict[str, Any], fields: dict[str, str], src: Source, path: tuple[str, ...]) -> CrudSpec:
+    collections = []
+    names: set[str] = set()
+    for i, c in enumerate(raw.get("collections", [])):
+        where = (*path, "collections", f"[{i}]")
+        if "path" not in c:
+            raise src.error("a collection needs a path", where)
+        name = c.get("name") or c["path"].strip("/").rsplit("/", 1)[-1]
+        if name in names:
+            raise src.error(f"duplicate collection name {name!r}", (*where, "name"))
+        names.add(name)
+        for key in ("create", "update"):
+            _check_body(c.get(key, {}), src, (*where, key))
+        if "table" in c:
+            _check_template(c["table"], TEMPLATE_FIELDS, src, (*where, "table"))
+        expect = {step: _statuses(c.get("expect", {}).get(step), d) for step, d in DEFAULT_STATUSES.items()}
+        defaults = CollectionSpec(name=name, path=c["path"])
+        collections.append(CollectionSpec(
+            name=name, path=c["path"], item_path=c.get("item_path", defaults.item_path),
+            id_field=c.get("id_field", "id"), create=c.get("create", defaults.create),
+            update=c.get("update", defaults.update), update_method=c.get("update_method", "PUT"),
+            compare=tuple(c["compare"]) if "compare" in c else None, list_key=c.get("list_key", ""),
+            expect=expect, table=c["table"].format_map(fields) if "table" in c else None,
+            table_key=c.get("table_key"),
+        ))
+    ttl_s = raw.get("ttl_s", 3600)
+    if ttl_s <= 0:
+        raise src.error("ttl_s must be positive", (*path, "ttl_s"))
+    return CrudSpec(collections=tuple(collections), markers=raw.get("markers", True),
+                    ttl_field=raw.get("ttl_field", "ttl"), ttl_s=ttl_s)
 
 
 def parse_project(src: Source, data: dict[str, Any], environ: Mapping[str, str] | None = None) -> Project:

@@ -6,14 +6,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from .aws import EnvironmentAWS
-from .config import Environment
+from .config import CollectionSpec, Environment
 from .gate import Metric, make_metric
-from .http import GateHTTP, client_for
+from .http import GateHTTP, WriteRefused, client_for
+from .records import Collection, Ledger
 from .run import METRICS_KEY, GateRun, get_run
 
 
@@ -56,7 +58,8 @@ def http_client(deploygate_run: GateRun, request: pytest.FixtureRequest) -> Iter
 
     def factory(base_url: str | None = None, env: Environment | None = None) -> GateHTTP:
         target = env or deploygate_run.environment
-        client = client_for(target, base_url, secrets=deploygate_run.secrets, check=request.node.name)
+        client = client_for(target, base_url, secrets=deploygate_run.secrets, check=request.node.name,
+                            allow_writes=deploygate_run.allow_writes)
         made.append(client)
         return client
 
@@ -85,12 +88,108 @@ def frontend(http_client: Callable[..., GateHTTP], deploy_env: Environment) -> G
 
 
 @pytest.fixture(scope="session")
-def aws(deploy_env: Environment) -> EnvironmentAWS:
+def aws_for(deploygate_run: GateRun) -> Callable[[Environment], EnvironmentAWS]:
+    """Session scope. ``aws_for(env)``: AWS access (:class:`pytest_deploygate.aws.EnvironmentAWS`) in
+    any environment's account, e.g. a peer's, cached per environment. Protected environments refuse
+    write calls unless ``--allow-writes``."""
+    cache: dict[str, EnvironmentAWS] = {}
+
+    def factory(env: Environment) -> EnvironmentAWS:
+        if env.name not in cache:
+            cache[env.name] = EnvironmentAWS(env, allow_writes=deploygate_run.allow_writes)
+        return cache[env.name]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def aws(aws_for: Callable[[Environment], EnvironmentAWS], deploy_env: Environment) -> EnvironmentAWS:
     """Session scope. AWS access in the environment's account
     (:class:`pytest_deploygate.aws.EnvironmentAWS`): ``aws.client("dynamodb")`` is a boto3 client
     with the environment's profile, region, ``endpoint_url`` and timeouts; ``aws.session`` the
-    boto3 session."""
-    return EnvironmentAWS(deploy_env)
+    boto3 session. On a protected environment write calls are refused unless ``--allow-writes``."""
+    return aws_for(deploy_env)
+
+
+class Records:
+    """Creates records through environments' APIs and deletes them all at teardown."""
+
+    def __init__(self, run: GateRun, http_client: Callable[..., GateHTTP], ledger: Ledger) -> None:
+        self.run = run
+        self._http_client = http_client
+        self.ledger = ledger
+
+    def collection(self, spec: CollectionSpec | str | None = None, env: Environment | None = None) -> Collection:
+        """CRUD access to ``spec`` (a ``crud.collections`` entry or its name; default the first) in
+        ``env`` (default the selected environment); what it creates is tracked by the ledger."""
+        env = env or self.run.environment
+        if not isinstance(spec, CollectionSpec):
+            found = env.crud.collection(spec)
+            if found is None:
+                pytest.skip(f"environment {env.name} declares no crud collection"
+                            + (f" named {spec!r}" if spec else ""))
+            spec = found
+        return Collection(self._http_client(env=env), env, spec, self.run.run_id)
+
+    def create(self, collection: Collection, template: dict[str, Any] | None = None,
+               **extra: Any) -> tuple[Any, dict[str, Any]]:
+        """Create a marked record (deleted at teardown) and return ``(id, body sent)``."""
+        body = collection.body(collection.spec.create if template is None else template, extra)
+        item_id, _ = collection.create(body)
+        self.ledger.add(collection, item_id)
+        return item_id, body
+
+    def deleted(self, collection: Collection, item_id: Any) -> None:
+        """Tell the ledger a record was deleted by the test itself."""
+        self.ledger.discard(collection, item_id)
+
+
+@pytest.fixture
+def records(deploygate_run: GateRun, http_client: Callable[..., GateHTTP]) -> Iterator[Records]:
+    """Function scope. Test records through the environments' APIs: ``records.collection("stories")``
+    gives CRUD access, ``records.create(collection)`` writes a record carrying the run markers
+    (``deploygateRun``, ``deploygateEnv``, ``deploygateCreatedAt``) and a TTL. Everything created is
+    deleted at teardown, also when the test fails or the run is interrupted."""
+    ledger = Ledger()
+    LEDGERS.append(ledger)
+    try:
+        yield Records(deploygate_run, http_client, ledger)
+    finally:
+        problems = ledger.purge()
+        LEDGERS.remove(ledger)
+        if problems:
+            pytest.fail("deploygate: test records could not be removed: " + "; ".join(problems), pytrace=False)
+
+
+#: ledgers of running tests, purged at session end if a teardown never ran (interrupted run)
+LEDGERS: list[Ledger] = []
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A marked record written in one environment to prove it is not visible anywhere else."""
+
+    env: Environment
+    collection: Collection
+    item_id: Any
+    body: dict[str, Any]
+
+
+@pytest.fixture
+def canary(records: Records, deploy_env: Environment) -> Callable[..., Canary]:
+    """Function scope. ``canary(env=None, collection=None)`` writes a canary record (run markers plus
+    ``deploygateCanary``) in ``env`` (default: the selected environment) through its API and returns a
+    :class:`Canary`; it is deleted at teardown. Never writes to a protected environment."""
+
+    def make(env: Environment | None = None, collection: str | None = None) -> Canary:
+        env = env or deploy_env
+        if env.protected:
+            raise WriteRefused(f"canary: environment {env.name} is protected: the gate never writes canaries there")
+        coll = records.collection(collection or env.isolation.collection, env)
+        item_id, body = records.create(coll, deploygateCanary=f"{env.name}:{records.run.run_id}")
+        return Canary(env, coll, item_id, body)
+
+    return make
 
 
 class GateRecorder:

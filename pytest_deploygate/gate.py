@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .thresholds import FAIL, INFO, PASS, WARN, Policy, unit_of, worst
+from .thresholds import FAIL, INFO, PASS, SKIP, WARN, Policy, unit_of, worst
 
 CATEGORIES = ("smoke", "crud", "isolation", "performance", "security")
 OTHER = "other"
@@ -131,10 +131,11 @@ def judge(environment: str, metrics: Iterable[Metric], policy: Policy,
         levels = [r.verdict for r in results if r.name.split(".", 1)[0] == cat]
         if tally.failed:
             levels.append(FAIL)
-        if not levels and not tally.passed:
-            continue  # everything skipped: nothing to judge
+        if not levels and not tally.passed and not tally.skipped:
+            continue
         categories[cat] = {
-            "verdict": worst(levels),
+            # everything skipped (e.g. destructive checks on a protected environment): shown, not judged
+            "verdict": worst(levels) if levels or tally.passed else SKIP,
             "tests": {"passed": tally.passed, "failed": tally.failed, "skipped": tally.skipped},
             "failed_tests": list(tally.failures),
         }

@@ -24,6 +24,13 @@ class RequestFailed(CheckFailure):
     """The request itself failed: unreachable host, timeout, TLS error, redirect loop."""
 
 
+class WriteRefused(CheckFailure):
+    """A write was about to reach a protected environment without --allow-writes."""
+
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         if secret and len(secret) >= 4:
@@ -47,8 +54,10 @@ class GateHTTP(requests.Session):
     """
 
     def __init__(self, base_url: str, spec: HttpSpec, *, auth_header: tuple[str, str] | None = None,
-                 secrets: Iterable[str] = (), check: str = "") -> None:
+                 secrets: Iterable[str] = (), check: str = "", read_only: str | None = None) -> None:
         super().__init__()
+        #: why writes are refused (the protected environment's name), or None when they are allowed
+        self.read_only = read_only
         self.base_url = base_url.rstrip("/") + "/"
         self.spec = spec
         self.secrets = frozenset(secrets)
@@ -73,6 +82,11 @@ class GateHTTP(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         method_s = method.decode() if isinstance(method, bytes) else method
         full = self.url_for(url.decode() if isinstance(url, bytes) else url)
+        if self.read_only and method_s.upper() in WRITE_METHODS:
+            prefix = f"{self.check}: " if self.check else ""
+            raise WriteRefused(redact(f"{prefix}refused {method_s.upper()} {full}: environment {self.read_only} is "
+                                      "protected (read-only); pass --allow-writes to let the gate write to it",
+                                      self.secrets))
         kwargs.setdefault("timeout", self.timeout)
         start = time.perf_counter()
         try:
@@ -107,11 +121,13 @@ class GateHTTP(requests.Session):
 
 
 def client_for(env: Environment, base_url: str | None = None, *, secrets: Iterable[str] = (),
-               check: str = "") -> GateHTTP:
-    """A :class:`GateHTTP` for ``env`` (its API by default) carrying its auth header."""
+               check: str = "", allow_writes: bool = False) -> GateHTTP:
+    """A :class:`GateHTTP` for ``env`` (its API by default) carrying its auth header; read-only when
+    ``env`` is protected and ``allow_writes`` is not given."""
     auth = (env.auth.header, env.auth.value) if env.auth and env.auth.value else None
+    read_only = env.name if env.protected and not allow_writes else None
     return GateHTTP(base_url if base_url is not None else env.base_url, env.http,
-                    auth_header=auth, secrets=secrets, check=check)
+                    auth_header=auth, secrets=secrets, check=check, read_only=read_only)
 
 
 def json_body(response: requests.Response, what: str = "") -> Any:

@@ -13,7 +13,7 @@ import pytest
 
 from . import __version__
 from .config import ConfigError, find_config, load_project
-from .gate import Metric, category_of, judge, make_metric
+from .gate import CATEGORIES, Metric, category_of, judge, make_metric
 from .http import CheckFailure, redact
 from .run import METRICS_ATTR, METRICS_KEY, RUN_KEY, GateRun, env_name_from, get_run
 from .thresholds import load_policy
@@ -134,6 +134,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if addresses:
             run.resolve(addresses)
     config.stash[RUN_KEY] = run
+    _install_sigterm()
     if not _is_worker(config):
         config.pluginmanager.register(Collector(run), "deploygate-collector")
 
@@ -182,7 +183,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         demo = running
     else:
         workdir = Path(tempfile.mkdtemp(prefix="deploygate-demo-"))
-        _install_sigterm()
         try:
             demo = Demo.start(stages, faults, workdir)
         except (DemoError, OSError) as exc:
@@ -212,6 +212,40 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput["deploygate_run_id"] = run.run_id
     if run.demo is not None:
         node.workerinput["deploygate_addresses"] = run.demo.environments
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Built-in suites run cheapest first: smoke, crud, isolation, performance, security."""
+    if get_run(config) is None:
+        return
+    root = suites_dir()
+    order = {name: i for i, name in enumerate(CATEGORIES)}
+
+    def key(item: pytest.Item) -> int:
+        if root not in Path(item.path).parents:
+            return len(order)
+        return order.get(category_of(item.keywords), len(order))
+
+    items.sort(key=key)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Protected environments are read-only: destructive checks need an explicit --allow-writes."""
+    run = get_run(item.config)
+    if run is None:
+        return
+    env = run.environment
+    if env.protected and not run.allow_writes and item.get_closest_marker("destructive"):
+        pytest.skip(f"environment {env.name} is protected: destructive check skipped "
+                    "(pass --allow-writes to run it)")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Safety net for an interrupted run: delete records whose test never reached its teardown."""
+    from .fixtures import LEDGERS
+
+    for ledger in list(LEDGERS):
+        ledger.purge()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -292,7 +326,7 @@ def _one_line(report: pytest.TestReport) -> str:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("E ")]
     line = errors[0][2:].strip() if errors else lines[-1]
-    return (f"{report.when}: " if report.when != "call" else "") + line[:300]
+    return (f"{report.when}: " if report.when != "call" else "") + line[:1000]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from typing import Any
 
 from .config import MapOf, Source, read_toml, validate
 
-PASS, WARN, FAIL, INFO = "PASS", "WARN", "FAIL", "INFO"
-_RANK = {INFO: 0, PASS: 0, WARN: 1, FAIL: 2}
+PASS, WARN, FAIL, INFO, SKIP = "PASS", "WARN", "FAIL", "INFO", "SKIP"
+_RANK = {SKIP: -1, INFO: 0, PASS: 0, WARN: 1, FAIL: 2}
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
@@ -26,7 +26,9 @@ _EXPR = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?)\s*(ms|s|%)?\s*$")
 
 
 def worst(levels: list[str] | tuple[str, ...]) -> str:
-    """The most severe of ``levels`` (PASS when there are none)."""
+    """The most severe of ``levels`` (PASS when there are none; SKIP when all were skipped)."""
+    if levels and all(level == SKIP for level in levels):
+        return SKIP
     result = PASS
     for level in levels:
         if _RANK[level] > _RANK[result]:

@@ -6,13 +6,12 @@ every asset it references, ``config.js`` values, and the declared DynamoDB table
 
 from __future__ import annotations
 
-import re
-from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 
 from pytest_deploygate import current_environment
+from pytest_deploygate.frontend import asset_refs, config_js_url, page_url, parse_config_js
 from pytest_deploygate.http import CheckFailure, json_body
 
 pytestmark = [pytest.mark.gate, pytest.mark.smoke]
@@ -60,25 +59,6 @@ def test_api_endpoint(api, gate, endpoint_check) -> None:  # type: ignore[no-unt
         json_body(response, f"API endpoint {endpoint_check.id}")
 
 
-class _Assets(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.refs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag in ("script", "img", "iframe", "source") and a.get("src"):
-            self.refs.append(str(a["src"]))
-        elif tag == "link" and a.get("href") and (a.get("rel") or "").lower() in (
-                "stylesheet", "icon", "preload", "modulepreload", "manifest"):
-            self.refs.append(str(a["href"]))
-
-
-def _page_url(env) -> str:  # type: ignore[no-untyped-def]
-    spec = env.smoke.frontend
-    return urljoin(env.frontend_url, spec.page) if spec.page else env.frontend_url
-
-
 @pytest.fixture
 def frontend_spec(deploy_env):  # type: ignore[no-untyped-def]
     if deploy_env.smoke.frontend is None:
@@ -88,7 +68,7 @@ def frontend_spec(deploy_env):  # type: ignore[no-untyped-def]
 
 def test_frontend_loads(frontend, frontend_spec, deploy_env, gate) -> None:  # type: ignore[no-untyped-def]
     """The frontend page loads (200, HTML)."""
-    url = _page_url(deploy_env)
+    url = page_url(deploy_env)
     response = frontend.get(url)
     gate.record("smoke.frontend.latency_ms", response.elapsed_ms)
     problem = _status_problem(response, 200)
@@ -103,15 +83,14 @@ def test_frontend_assets(frontend, frontend_spec, deploy_env, gate) -> None:  # 
     """Every script, stylesheet and image the frontend page references loads."""
     if not frontend_spec.assets:
         pytest.skip("smoke.frontend.assets = false")
-    page = _page_url(deploy_env)
+    page = page_url(deploy_env)
     response = frontend.get(page)
     if response.status_code != 200:
         raise CheckFailure(f"frontend page {page} answered {response.status_code}; cannot check assets")
-    parser = _Assets()
-    parser.feed(response.text)
+    refs = asset_refs(response.text)
     page_host = urlsplit(page).netloc
     missing = []
-    for ref in dict.fromkeys(parser.refs):
+    for ref in refs:
         url = urljoin(page, ref)
         if urlsplit(url).netloc != page_host:
             continue  # third-party CDNs are not this deployment's to check
@@ -120,26 +99,15 @@ def test_frontend_assets(frontend, frontend_spec, deploy_env, gate) -> None:  # 
             missing.append(f"{ref} ({asset.status_code})")
     gate.record("smoke.frontend.missing_assets_count", len(missing))
     if missing:
-        raise CheckFailure(f"frontend assets: {len(missing)} of {len(parser.refs)} referenced by "
+        raise CheckFailure(f"frontend assets: {len(missing)} of {len(refs)} referenced by "
                            f"{page} do not load: {', '.join(missing)}")
-
-
-_JS_VALUE = re.compile(r"""["']?([A-Za-z_$][\w$]*)["']?\s*:\s*(?:'([^']*)'|"([^"]*)"|(true|false|-?\d+(?:\.\d+)?))""")
-
-
-def parse_config_js(text: str) -> dict[str, str]:
-    """``key: 'value'`` pairs of a generated ``config.js`` (object literal or JSON)."""
-    values: dict[str, str] = {}
-    for m in _JS_VALUE.finditer(text):
-        values.setdefault(m.group(1), next(g for g in m.groups()[1:] if g is not None))
-    return values
 
 
 def test_config_js(frontend, frontend_spec, deploy_env) -> None:  # type: ignore[no-untyped-def]
     """The frontend's config.js names this environment and points at its API and resources."""
     if not frontend_spec.config_js:
         pytest.skip("smoke.frontend.config_js is empty")
-    url = urljoin(_page_url(deploy_env), frontend_spec.config_js)
+    url = config_js_url(deploy_env)
     response = frontend.get(url)
     if response.status_code != 200:
         raise CheckFailure(f"config.js: GET {url} answered {response.status_code}")

@@ -109,7 +109,9 @@ def test_pyproject_tool_table_holds_the_same_config(gate_project: Gate) -> None:
     (gate_project.path / "deploygate.toml").unlink()
     body = []
     for line in text.splitlines():
-        if line.startswith("["):
+        if line.startswith("[["):
+            line = "[[tool.deploygate." + line[2:]
+        elif line.startswith("["):
             line = "[tool.deploygate." + line[1:]
         body.append(line)
     # top-level keys must come first, under [tool.deploygate]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     exit_with_parent(args.parent_pid)
     service = Service()
+    service.start_ttl_sweeper(float(os.environ.get("DEMO_TTL_SWEEP_S", "5")))
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(service))
     server.daemon_threads = True
     port = server.server_address[1]

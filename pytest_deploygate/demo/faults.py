@@ -15,6 +15,8 @@ FAULTS: dict[str, str] = {
     "errors": "every second /api answer is a 500",
     "wrong-config": "config.js names another environment's API endpoint and tables",
     "frontend-broken": "index.html references an asset that is not deployed",
+    "leak": "the stories table is shared with the next environment (dev->staging->prod): writes show up there",
+    "cors-wildcard": "the API answers Access-Control-Allow-Origin: * to any origin",
 }
 
 #: how long the ``slow`` fault delays every answer

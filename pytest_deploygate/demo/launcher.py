@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .faults import format_faults
-from .service import COLLECTIONS
+from .service import COLLECTIONS, _var
 
 SERVICE = "aipm-backend"
 STATE_FILE = "demo.json"
@@ -184,16 +184,22 @@ class Demo:
             procs += aws
             aws_ready = _wait_ready(aws, deadline)
             apis = []
-            for n in names:
+            for i, n in enumerate(names):
                 stage = stages[n]
+                env_faults = faults.get(n, frozenset())
                 origin = aws_ready[f"{n}-aws"]["url"]
                 env = {
                     "STAGE": stage, "SERVICE": SERVICE, "AWS_REGION": "us-east-1",
                     "AWS_ENDPOINT_URL": aws_ready[f"{n}-aws"]["url"],
-                    "ALLOWED_ORIGIN": "*" if stage == "dev" else origin,
-                    "DEPLOYGATE_FAULTS": ",".join(sorted(faults.get(n, ()))),
-                    **{"TABLE_" + c.upper().replace("-", "_"): table_for(stage, c) for c in COLLECTIONS},
+                    "ALLOWED_ORIGIN": "*" if stage == "dev" or "cors-wildcard" in env_faults else origin,
+                    "DEPLOYGATE_FAULTS": ",".join(sorted(env_faults)),
+                    **{_var(c): table_for(stage, c) for c in COLLECTIONS},
                 }
+                if "leak" in env_faults and len(names) > 1:
+                    # the deploy wired this environment's stories table to the next environment's
+                    target = names[(i + 1) % len(names)]
+                    env[_var("stories")] = table_for(stages[target], "stories")
+                    env[_var("stories") + "_ENDPOINT"] = aws_ready[f"{target}-aws"]["url"]
                 apis.append(_spawn("pytest_deploygate.demo.apigw", [], f"{n}-api", workdir, env))
             procs += apis
             api_ready = _wait_ready(apis, deadline)

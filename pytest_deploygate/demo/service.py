@@ -21,6 +21,10 @@ from .faults import SLOW_DELAY_S
 COLLECTIONS = ("stories", "acceptance-tests")
 
 
+def _var(collection: str) -> str:
+    return "TABLE_" + collection.upper().replace("-", "_")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
@@ -50,25 +54,60 @@ class Service:
         self.service = env.get("SERVICE", "aipm-backend")
         self.allowed_origin = env.get("ALLOWED_ORIGIN", "*")
         self.faults = frozenset(f for f in env.get("DEPLOYGATE_FAULTS", "").split(",") if f)
-        self.tables = {c: env.get("TABLE_" + c.upper().replace("-", "_"),
-                                  f"{self.service}-{self.stage}-{c}") for c in COLLECTIONS}
+        self.tables = {c: env.get(_var(c), f"{self.service}-{self.stage}-{c}") for c in COLLECTIONS}
         self.endpoint_url = env.get("AWS_ENDPOINT_URL")
+        # Where each table lives: this environment's account, unless the deploy wired it elsewhere.
+        self.endpoints = {c: env.get(_var(c) + "_ENDPOINT", self.endpoint_url) for c in COLLECTIONS}
         self.region = env.get("AWS_REGION", "us-east-1")
         self._api_calls = itertools.count()
         self._local = threading.local()
+        self.writes = 0
+        self.requests = 0
+        self._count_lock = threading.Lock()
 
-    # boto3 resources are not thread-safe: one per serving thread.
+    # boto3 resources are not thread-safe: one per serving thread (and endpoint).
     def table(self, collection: str) -> Any:
-        res = getattr(self._local, "dynamodb", None)
-        if res is None:
+        cache = getattr(self._local, "dynamodb", None)
+        if cache is None:
+            cache = self._local.dynamodb = {}
+        endpoint = self.endpoints[collection]
+        if endpoint not in cache:
             import boto3
 
             session = boto3.session.Session(aws_access_key_id="testing",
                                             aws_secret_access_key="testing",
                                             region_name=self.region)
-            res = session.resource("dynamodb", endpoint_url=self.endpoint_url)
-            self._local.dynamodb = res
-        return res.Table(self.tables[collection])
+            cache[endpoint] = session.resource("dynamodb", endpoint_url=endpoint)
+        return cache[endpoint].Table(self.tables[collection])
+
+    def expire_ttl(self, attribute: str = "ttl") -> int:
+        """Delete items whose TTL has passed, as DynamoDB does (the emulator does not)."""
+        now = int(time.time())
+        removed = 0
+        for collection in COLLECTIONS:
+            table = self.table(collection)
+            kwargs: dict[str, Any] = {"FilterExpression": "#t < :now", "ExpressionAttributeNames": {"#t": attribute},
+                                      "ExpressionAttributeValues": {":now": now}, "ProjectionExpression": "id"}
+            while True:
+                page = table.scan(**kwargs)
+                for item in page.get("Items", []):
+                    table.delete_item(Key={"id": item["id"]})
+                    removed += 1
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return removed
+
+    def start_ttl_sweeper(self, interval_s: float) -> None:
+        def sweep() -> None:
+            while True:
+                time.sleep(interval_s)
+                try:
+                    self.expire_ttl()
+                except Exception:  # the emulator may be gone at shutdown; keep serving
+                    pass
+
+        threading.Thread(target=sweep, name="ttl-sweeper", daemon=True).start()
 
     # ------------------------------------------------------------------------------------------
     def handler(self, event: dict[str, Any], context: object = None) -> dict[str, Any]:
@@ -100,8 +139,14 @@ class Service:
                 "body": "" if body is None else json.dumps(body), "isBase64Encoded": False}
 
     def route(self, method: str, path: str, event: dict[str, Any]) -> tuple[int, Any]:
+        with self._count_lock:
+            self.requests += 1
+            if method in ("POST", "PUT", "PATCH", "DELETE") and path.startswith("/api/"):
+                self.writes += 1
         if method == "OPTIONS":
             return 204, None
+        if path == "/_demo/stats" and method == "GET":
+            return 200, {"stage": self.stage, "requests": self.requests, "writes": self.writes}
         if path == "/health" and method == "GET":
             return self.health()
         if path in ("/", "/api") and method == "GET":

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..gate import FAIL, INFO, PASS, WARN, MetricResult
+from ..gate import FAIL, INFO, PASS, SKIP, WARN, MetricResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..run import GateRun
 
-_MARKUP = {PASS: {"green": True}, WARN: {"yellow": True}, FAIL: {"red": True, "bold": True}}
+_MARKUP = {PASS: {"green": True}, WARN: {"yellow": True}, FAIL: {"red": True, "bold": True}, SKIP: {"yellow": True}}
 
 
 def _figure(m: MetricResult) -> str:
