@@ -6,195 +6,17 @@ Pure configuration: no pytest import. Every problem is a :class:`ConfigError` na
 from __future__ import annotations
 
 import os
-import re
 import string
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from .schema import NUMBER, ConfigError, Either, MapOf, OneOf, Source, expand_vars, read_toml, validate
 
 CONFIG_FILE = "deploygate.toml"
 THRESHOLDS_FILE = "thresholds.toml"
-
-
-class ConfigError(Exception):
-    """A configuration problem, reported as ``file:line: key: message``."""
-
-    def __init__(self, message: str, *, file: Path | str | None = None, line: int | None = None,
-                 key: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.file = str(file) if file is not None else None
-        self.line = line
-        self.key = key
-
-    def __str__(self) -> str:
-        where = ""
-        if self.file:
-            where = self.file + (f":{self.line}" if self.line else "") + ": "
-        key = f"{self.key}: " if self.key else ""
-        return f"{where}{key}{self.message}"
-
-
-# --------------------------------------------------------------------------------------------------
-# TOML reading with locations
-
-
-@dataclass(frozen=True)
-class Source:
-    """A TOML document and where it came from, so errors can point at a line."""
-
-    path: Path
-    text: str
-    data: dict[str, Any]
-    prefix: tuple[str, ...] = ()
-
-    def error(self, message: str, key_path: tuple[str, ...] = ()) -> ConfigError:
-        return ConfigError(message, file=self.path, line=locate(self.text, (*self.prefix, *key_path)),
-                           key=".".join(key_path) or None)
-
-
-def read_toml(path: Path) -> Source:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=path) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        msg = str(exc)
-        if line is None:
-            m = re.search(r"line (\d+)", msg)
-            line = int(m.group(1)) if m else None
-        raise ConfigError(f"malformed TOML: {msg}", file=path, line=line) from None
-    return Source(path, text, data)
-
-
-def locate(text: str, key_path: tuple[str, ...]) -> int | None:
-    """Best-effort line number of ``key_path`` in a TOML text (tomllib keeps no positions)."""
-    if not key_path:
-        return None
-    parts = [k for k in key_path if not k.startswith("[")]
-    if not parts:
-        return None
-    key = re.escape(parts[-1])
-    quoted = rf"(?:{key}|\"{key}\"|'{key}')"
-    header = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
-    assign = re.compile(rf"(?:^|[\s{{,.])\s*{quoted}\s*(?:=|\.)")
-    lines = text.splitlines()
-    parent = ".".join(parts[:-1])
-    in_parent = parent == ""
-    first_any: int | None = None
-    for number, line in enumerate(lines, start=1):
-        h = header.match(line)
-        if h:
-            name = h.group(1).replace('"', "").replace("'", "").replace(" ", "")
-            in_parent = name == parent
-            if name == ".".join(parts) or name.startswith(".".join(parts) + "."):
-                return number
-            continue
-        if assign.search(line):
-            if in_parent:
-                return number
-            if first_any is None:
-                first_any = number
-    return first_any
-
-
-# --------------------------------------------------------------------------------------------------
-# Schema validation: closed tables, typed leaves
-
-
-class MapOf:
-    """An open table whose values all follow one spec (e.g. ``environments.<name>``)."""
-
-    def __init__(self, spec: Any) -> None:
-        self.spec = spec
-
-
-class OneOf:
-    def __init__(self, *choices: str) -> None:
-        self.choices = choices
-
-
-class Either:
-    """A value that may follow any of several specs (e.g. a status code or a list of them)."""
-
-    def __init__(self, *specs: Any) -> None:
-        self.specs = specs
-
-
-NUMBER = (int, float)
-
-
-def _type_name(spec: Any) -> str:
-    if spec is bool:
-        return "a boolean"
-    if spec is str:
-        return "a string"
-    if spec is int:
-        return "an integer"
-    if spec is NUMBER:
-        return "a number"
-    if isinstance(spec, list):
-        return "an array"
-    if isinstance(spec, OneOf):
-        return "one of " + ", ".join(repr(c) for c in spec.choices)
-    if isinstance(spec, Either):
-        return " or ".join(_type_name(s) for s in spec.specs)
-    if spec is object:
-        return "any value"
-    return "a table"
-
-
-def validate(value: Any, spec: Any, src: Source, path: tuple[str, ...]) -> None:
-    if isinstance(spec, dict):
-        if not isinstance(value, dict):
-            raise src.error(f"expected a table, got {type(value).__name__}", path)
-        for key, sub in value.items():
-            if key not in spec:
-                known = ", ".join(sorted(spec))
-                raise src.error(f"unknown key {key!r} (known: {known})", (*path, key))
-            validate(sub, spec[key], src, (*path, key))
-    elif isinstance(spec, MapOf):
-        if not isinstance(value, dict):
-            raise src.error(f"expected a table, got {type(value).__name__}", path)
-        for key, sub in value.items():
-            validate(sub, spec.spec, src, (*path, key))
-    elif isinstance(spec, list):
-        if not isinstance(value, list):
-            raise src.error(f"expected an array, got {type(value).__name__}", path)
-        for i, sub in enumerate(value):
-            validate(sub, spec[0], src, (*path, f"[{i}]"))
-    elif isinstance(spec, Either):
-        for option in spec.specs:
-            try:
-                validate(value, option, src, path)
-                return
-            except ConfigError:
-                continue
-        raise src.error(f"expected {_type_name(spec)}, got {value!r}", path)
-    elif spec is object:
-        return
-    elif isinstance(spec, OneOf):
-        if value not in spec.choices:
-            raise src.error(f"expected {_type_name(spec)}, got {value!r}", path)
-    elif spec is NUMBER:
-        if isinstance(value, bool) or not isinstance(value, NUMBER):
-            raise src.error(f"expected a number, got {value!r}", path)
-    elif spec is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise src.error(f"expected an integer, got {value!r}", path)
-    elif not isinstance(value, spec):
-        raise src.error(f"expected {_type_name(spec)}, got {value!r}", path)
 
 
 HEALTH_SPEC = {"path": str, "status": int, "name": str}
@@ -206,6 +28,17 @@ COLLECTION_SPEC = {
     "expect": {step: STATUS_SPEC for step in ("create", "read", "list", "update", "delete", "missing")},
 }
 ENDPOINT_SPEC = {"path": str, "status": int, "json": bool, "name": str}
+
+LOAD_TASK_SPEC = {
+    "name": str, "method": OneOf("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"), "path": str,
+    "weight": int, "status": STATUS_SPEC, "body": MapOf(object),
+}
+PERFORMANCE_SPEC = {
+    "users": int, "spawn_rate": NUMBER, "duration_s": NUMBER, "warmup_s": NUMBER, "wait_s": [NUMBER],
+    "min_requests": int, "workers": int, "max_users": int, "max_duration_s": NUMBER, "locustfile": str,
+    "abort_on_fail": bool, "probe_requests": int, "tasks": [LOAD_TASK_SPEC],
+    "distributed": {"expect_workers": int, "bind_host": str, "bind_port": int},
+}
 
 ENVIRONMENT_SPEC: dict[str, Any] = {
     "stage": str,
@@ -225,6 +58,7 @@ ENVIRONMENT_SPEC: dict[str, Any] = {
     },
     "crud": {"collections": [COLLECTION_SPEC], "markers": bool, "ttl_field": str, "ttl_s": int},
     "isolation": {"collection": str, "cors_origins": [str], "datastore": bool, "separate_accounts": bool},
+    "performance": PERFORMANCE_SPEC,
 }
 
 PROJECT_SPEC: dict[str, Any] = {
@@ -232,37 +66,6 @@ PROJECT_SPEC: dict[str, Any] = {
     "defaults": ENVIRONMENT_SPEC,
     "environments": MapOf(ENVIRONMENT_SPEC),
 }
-
-
-# --------------------------------------------------------------------------------------------------
-# ${VAR} expansion
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_vars(value: Any, src: Source, path: tuple[str, ...], environ: Mapping[str, str],
-                secrets: set[str] | None = None) -> Any:
-    """Expand ``${VAR}`` / ``${VAR:-default}`` in every string; a missing variable is an error."""
-    if isinstance(value, dict):
-        return {k: expand_vars(v, src, (*path, k), environ, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_vars(v, src, (*path, f"[{i}]"), environ, secrets) for i, v in enumerate(value)]
-    if not isinstance(value, str) or "${" not in value:
-        return value
-
-    def sub(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(2)
-        if name in environ:
-            result = environ[name]
-        elif default is not None:
-            result = default
-        else:
-            raise src.error(f"environment variable ${{{name}}} is not set", path)
-        if secrets is not None and result:
-            secrets.add(result)
-        return result
-
-    return _VAR.sub(sub, value)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -358,6 +161,49 @@ class IsolationSpec:
 
 
 @dataclass(frozen=True)
+class LoadTask:
+    """One weighted request of the generated Locust user."""
+
+    name: str
+    method: str = "GET"
+    path: str = "/"
+    weight: int = 1
+    status: tuple[int, ...] = (200,)
+    body: Mapping[str, Any] | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.method in ("POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass(frozen=True)
+class DistributedSpec:
+    """Locust master/worker mode: the gate runs the master; workers (anywhere) connect to it."""
+
+    expect_workers: int
+    bind_host: str = "127.0.0.1"
+    bind_port: int = 5557
+
+
+@dataclass(frozen=True)
+class PerformanceSpec:
+    users: int = 10
+    spawn_rate: float | None = None
+    duration_s: float = 30.0
+    warmup_s: float = 0.0
+    wait_s: tuple[float, float] = (0.0, 0.0)
+    min_requests: int = 100
+    workers: int = 1
+    max_users: int = 500
+    max_duration_s: float = 900.0
+    locustfile: str | None = None
+    abort_on_fail: bool = True
+    probe_requests: int = 20
+    tasks: tuple[LoadTask, ...] = ()
+    distributed: DistributedSpec | None = None
+
+
+@dataclass(frozen=True)
 class AwsSpec:
     region: str = "us-east-1"
     profile: str | None = None
@@ -401,6 +247,7 @@ class Environment:
     smoke: SmokeSpec
     crud: CrudSpec = field(default_factory=CrudSpec)
     isolation: IsolationSpec = field(default_factory=IsolationSpec)
+    performance: PerformanceSpec = field(default_factory=PerformanceSpec)
 
     @property
     def frontend_origin(self) -> str:
@@ -533,12 +380,66 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
                               datastore=iso_raw.get("datastore", True),
                               separate_accounts=iso_raw.get("separate_accounts", True))
 
+    performance = _build_performance(raw.get("performance", {}), smoke_raw, src, (*path, "performance"))
+
     return Environment(
         name=name, service=service, stage=stage, base_url=raw.get("base_url", ""),
         frontend_url=raw.get("frontend_url", ""), protected=raw.get("protected", False),
         launch=launch, aws=aws, auth=auth, tables=tables, buckets=buckets, http=http,
         smoke=SmokeSpec(health=health, endpoints=endpoints, frontend=frontend),
-        crud=crud, isolation=isolation,
+        crud=crud, isolation=isolation, performance=performance,
+    )
+
+
+def _build_performance(raw: dict[str, Any], smoke_raw: dict[str, Any], src: Source,
+                       path: tuple[str, ...]) -> PerformanceSpec:
+    d = PerformanceSpec()
+    users = raw.get("users", d.users)
+    max_users = raw.get("max_users", d.max_users)
+    duration = float(raw.get("duration_s", d.duration_s))
+    max_duration = float(raw.get("max_duration_s", d.max_duration_s))
+    warmup = float(raw.get("warmup_s", d.warmup_s))
+    # Hard caps: a load run is always bounded in users and time.
+    if not 1 <= users <= max_users:
+        raise src.error(f"users must be between 1 and max_users ({max_users})", (*path, "users"))
+    if not 0 < duration <= max_duration:
+        raise src.error(f"duration_s must be positive and at most max_duration_s ({max_duration:g})",
+                        (*path, "duration_s"))
+    if not 0 <= warmup < duration:
+        raise src.error("warmup_s must be shorter than duration_s", (*path, "warmup_s"))
+    wait = tuple(float(w) for w in raw.get("wait_s", [0, 0]))
+    if len(wait) != 2 or wait[0] < 0 or wait[1] < wait[0]:
+        raise src.error("wait_s must be [min, max] seconds with 0 <= min <= max", (*path, "wait_s"))
+    for key in ("workers", "min_requests", "probe_requests"):
+        if raw.get(key, 1) < (1 if key != "min_requests" else 0):
+            raise src.error(f"{key} must be at least 1", (*path, key))
+    tasks = []
+    for i, t in enumerate(raw.get("tasks", [])):
+        if "path" not in t:
+            raise src.error("a load task needs a path", (*path, "tasks", f"[{i}]"))
+        tasks.append(LoadTask(name=t.get("name") or f"{t.get('method', 'GET')} {t['path']}",
+                              method=t.get("method", "GET"), path=t["path"], weight=t.get("weight", 1),
+                              status=_statuses(t.get("status"), (200,)), body=t.get("body")))
+    if not tasks and not raw.get("locustfile"):
+        # By default, load what the smoke suite checks: its API endpoints (GET).
+        for e in smoke_raw.get("endpoints", []) or smoke_raw.get("health", [{"path": "/health"}]):
+            tasks.append(LoadTask(name=f"GET {e['path']}", path=e["path"], status=(e.get("status", 200),)))
+    dist = raw.get("distributed")
+    distributed = None
+    if dist is not None:
+        if dist.get("expect_workers", 0) < 1:
+            raise src.error("distributed.expect_workers must be at least 1", (*path, "distributed"))
+        distributed = DistributedSpec(dist["expect_workers"], dist.get("bind_host", "127.0.0.1"),
+                                      dist.get("bind_port", 5557))
+    spawn = raw.get("spawn_rate")
+    if spawn is not None and spawn <= 0:
+        raise src.error("spawn_rate must be positive", (*path, "spawn_rate"))
+    return PerformanceSpec(
+        users=users, spawn_rate=float(spawn) if spawn is not None else None, duration_s=duration,
+        warmup_s=warmup, wait_s=(wait[0], wait[1]), min_requests=raw.get("min_requests", d.min_requests),
+        workers=raw.get("workers", 1), max_users=max_users, max_duration_s=max_duration,
+        locustfile=raw.get("locustfile"), abort_on_fail=raw.get("abort_on_fail", True),
+        probe_requests=raw.get("probe_requests", d.probe_requests), tasks=tuple(tasks), distributed=distributed,
     )
 
 

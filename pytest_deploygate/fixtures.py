@@ -16,7 +16,7 @@ from .config import CollectionSpec, Environment
 from .gate import Metric, make_metric
 from .http import GateHTTP, WriteRefused, client_for
 from .records import Collection, Ledger
-from .run import METRICS_KEY, GateRun, get_run
+from .run import ARTIFACT_PROPERTY, METRICS_KEY, GateRun, get_run
 
 
 def _run(request: pytest.FixtureRequest) -> GateRun:
@@ -195,9 +195,15 @@ def canary(records: Records, deploy_env: Environment) -> Callable[..., Canary]:
 class GateRecorder:
     """Records named metrics for the gate from inside a test."""
 
-    def __init__(self, sink: list[dict[str, Any]], nodeid: str) -> None:
+    def __init__(self, sink: list[dict[str, Any]], nodeid: str, item: pytest.Item | None = None) -> None:
         self._sink = sink
         self.nodeid = nodeid
+        self._item = item
+
+    def artifact(self, name: str, path: str) -> None:
+        """Attach a file (a load report, a scan result) to the gate report and the JUnit properties."""
+        if self._item is not None:
+            self._item.user_properties.append((ARTIFACT_PROPERTY, f"{name}={path}"))
 
     def record(self, name: str, value: float, unit: str | None = None, **labels: object) -> Metric:
         """Record ``name`` (``category.name_unit``, e.g. ``smoke.health.latency_ms``) = ``value``;
@@ -222,4 +228,4 @@ def gate(request: pytest.FixtureRequest) -> GateRecorder:
     path="/health")`` records a metric judged at the end of the session against thresholds.toml
     (also across pytest-xdist workers). ``gate.timer(name)`` times a block."""
     sink = request.node.stash.setdefault(METRICS_KEY, [])
-    return GateRecorder(sink, request.node.nodeid)
+    return GateRecorder(sink, request.node.nodeid, request.node)

@@ -15,7 +15,16 @@ from . import __version__
 from .config import ConfigError, find_config, load_project
 from .gate import CATEGORIES, Metric, category_of, judge, make_metric
 from .http import CheckFailure, redact
-from .run import METRICS_ATTR, METRICS_KEY, RUN_KEY, GateRun, env_name_from, get_run
+from .run import (
+    ARTIFACT_PROPERTY,
+    METRICS_ATTR,
+    METRICS_KEY,
+    NOTE_PROPERTY,
+    RUN_KEY,
+    GateRun,
+    env_name_from,
+    get_run,
+)
 from .thresholds import load_policy
 
 pytest_plugins = ["pytest_deploygate.fixtures"]
@@ -135,6 +144,9 @@ def pytest_configure(config: pytest.Config) -> None:
             run.resolve(addresses)
     config.stash[RUN_KEY] = run
     _install_sigterm()
+    if getattr(config.option, "dist", None) == "load":
+        # load tests carry xdist_group("deploygate-load"): one worker runs them, one after another
+        config.option.dist = "loadgroup"
     if not _is_worker(config):
         config.pluginmanager.register(Collector(run), "deploygate-collector")
 
@@ -296,6 +308,13 @@ class Collector:
             run.metrics.append(Metric.from_dict(raw))
         if report.nodeid.startswith(THRESHOLD_PREFIX):
             return
+        if report.when == "teardown":
+            for key, value in report.user_properties:
+                if key == ARTIFACT_PROPERTY and "=" in str(value):
+                    name, _, path = str(value).partition("=")
+                    run.artifacts[name] = path
+                elif key == NOTE_PROPERTY and str(value) not in run.notes:
+                    run.notes.append(str(value))
         if report.failed:
             outcome = "failed"
         elif report.skipped:

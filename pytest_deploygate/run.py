@@ -42,6 +42,8 @@ class GateRun:
     # collected on the controller
     metrics: list[Metric] = field(default_factory=list)
     outcomes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     verdict: Verdict | None = None
     report: dict[str, Any] | None = None
     error: str | None = None
@@ -88,6 +90,9 @@ RUN_KEY = pytest.StashKey[GateRun]()
 #: metrics a test recorded, waiting to ride on its next report (plain dicts: they cross xdist)
 METRICS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 METRICS_ATTR = "deploygate_metrics"
+#: user property carrying ``name=path`` of a file a check produced
+ARTIFACT_PROPERTY = "deploygate_artifact"
+NOTE_PROPERTY = "deploygate_note"
 
 
 def get_run(config: pytest.Config) -> GateRun | None:
@@ -105,4 +110,7 @@ def env_name_from(option: str | None, ini: str | None) -> tuple[str | None, str]
     return None, ""
 
 
-__all__ = ["METRICS_ATTR", "METRICS_KEY", "RUN_KEY", "ConfigError", "GateRun", "env_name_from", "get_run", "new_run_id"]
+__all__ = [
+    "ARTIFACT_PROPERTY", "METRICS_ATTR", "METRICS_KEY", "NOTE_PROPERTY", "RUN_KEY", "ConfigError", "GateRun",
+    "env_name_from", "get_run", "new_run_id",
+]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import MapOf, Source, read_toml, validate
+from .schema import MapOf, Source, read_toml, validate
 
 PASS, WARN, FAIL, INFO, SKIP = "PASS", "WARN", "FAIL", "INFO", "SKIP"
 _RANK = {SKIP: -1, INFO: 0, PASS: 0, WARN: 1, FAIL: 2}

@@ -17,10 +17,14 @@ FAULTS: dict[str, str] = {
     "frontend-broken": "index.html references an asset that is not deployed",
     "leak": "the stories table is shared with the next environment (dev->staging->prod): writes show up there",
     "cors-wildcard": "the API answers Access-Control-Allow-Origin: * to any origin",
+    "tail-latency": "one answer in ten is delayed by 3.5 s: the average stays low, p95 does not",
+    "flaky": "one /api answer in 33 is a 500 (3 %: between the 1 % warn and 5 % fail levels)",
 }
 
-#: how long the ``slow`` fault delays every answer
+#: how long the ``slow`` fault delays every answer (and ``tail-latency`` one in ten)
 SLOW_DELAY_S = 3.5
+TAIL_EVERY = 10
+FLAKY_EVERY = 33
 
 
 class FaultError(ValueError):

@@ -16,7 +16,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from .faults import SLOW_DELAY_S
+from .faults import FLAKY_EVERY, SLOW_DELAY_S, TAIL_EVERY
 
 COLLECTIONS = ("stories", "acceptance-tests")
 
@@ -60,6 +60,7 @@ class Service:
         self.endpoints = {c: env.get(_var(c) + "_ENDPOINT", self.endpoint_url) for c in COLLECTIONS}
         self.region = env.get("AWS_REGION", "us-east-1")
         self._api_calls = itertools.count()
+        self._all_calls = itertools.count()
         self._local = threading.local()
         self.writes = 0
         self.requests = 0
@@ -116,6 +117,8 @@ class Service:
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
         if "slow" in self.faults:
             time.sleep(SLOW_DELAY_S)
+        elif "tail-latency" in self.faults and next(self._all_calls) % TAIL_EVERY == TAIL_EVERY - 1:
+            time.sleep(SLOW_DELAY_S)
         try:
             status, body = self.route(method, path, event)
         except Exception as exc:  # a Lambda answers 500 rather than dying
@@ -155,6 +158,8 @@ class Service:
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2 and parts[0] == "api" and parts[1] in COLLECTIONS and len(parts) <= 3:
             if "errors" in self.faults and next(self._api_calls) % 2 == 0:
+                return 500, {"message": "internal error"}
+            if "flaky" in self.faults and next(self._api_calls) % FLAKY_EVERY == FLAKY_EVERY - 1:
                 return 500, {"message": "internal error"}
             collection = parts[1]
             item_id = parts[2] if len(parts) == 3 else None

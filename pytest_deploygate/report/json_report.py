@@ -47,6 +47,8 @@ def build_report(run: GateRun, exitstatus: int, version: str) -> dict[str, Any]:
         "tests": counts,
         "categories": verdict.categories,
         "metrics": [m.to_dict() for m in verdict.metrics],
+        "artifacts": dict(run.artifacts),
+        "notes": list(run.notes),
     }
 
 

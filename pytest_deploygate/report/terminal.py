@@ -42,7 +42,7 @@ def write_summary(tr: Any, run: GateRun) -> None:
         metrics = [m for m in verdict.metrics if m.name.split(".", 1)[0] == name]
         bad = [m for m in metrics if m.verdict in (FAIL, WARN)]
         judged = [m for m in metrics if m.verdict != INFO]
-        shown = bad or judged[:2]
+        shown = bad or judged[:3]
         figures = "; ".join(_figure(m) for m in shown[:3])
         more = len(bad or judged) - len(shown[:3])
         if more > 0:
@@ -59,6 +59,8 @@ def write_summary(tr: Any, run: GateRun) -> None:
     failures = [(f["nodeid"], f["reason"]) for c in verdict.categories.values() for f in c["failed_tests"]]
     for nodeid, reason in failures[:20]:
         tw.line(f"  FAILED {nodeid}: {reason}", red=True)
+    for note in run.notes:
+        tw.line(f"  note: {note}")
     breaches = [m for m in verdict.metrics if m.verdict in (FAIL, WARN)]
     for m in breaches[:20]:
         tw.line(f"  {m.verdict} {_figure(m)}", **_MARKUP[m.verdict])

@@ -1,0 +1,103 @@
+"""Performance suite: real load from Locust (a subprocess), judged against thresholds.toml.
+
+Driven by ``performance``: users, spawn rate, duration, warm-up, weighted tasks (or your own locustfile),
+``workers`` for ``--processes``, ``distributed`` for a master that remote workers join. On a protected
+environment there is no load unless ``--allow-load``: a light sequential latency probe is judged instead.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pytest_deploygate.http import CheckFailure, WriteRefused
+from pytest_deploygate.load import LoadResult, LocustRun, Progress, probe
+
+pytestmark = [pytest.mark.gate, pytest.mark.performance, pytest.mark.xdist_group("deploygate-load")]
+
+
+def _record(gate, result: LoadResult, **labels: str) -> None:  # type: ignore[no-untyped-def]
+    gate.record("performance.success_rate", result.success_rate, **labels)
+    gate.record("performance.error_rate", result.error_rate, **labels)
+    gate.record("performance.avg_ms", result.avg_ms, **labels)
+    gate.record("performance.p50_ms", result.p50_ms, **labels)
+    gate.record("performance.p95_ms", result.p95_ms, **labels)
+    gate.record("performance.p99_ms", result.p99_ms, **labels)
+    gate.record("performance.rps", result.rps, "req/s", **labels)
+
+
+def _live_line(config, duration_s: float):  # type: ignore[no-untyped-def]
+    """Progress in the terminal while the load runs (a rewritten line on a TTY, a line every 2 s in logs)."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if tr is None or capman is None:
+        return None, lambda: None
+    tty = bool(getattr(tr, "isatty", False))
+    last = [0.0]
+
+    def show(progress: Progress) -> None:
+        now = time.monotonic()
+        if not tty and now - last[0] < 2.0:
+            return
+        first = last[0] == 0.0
+        last[0] = now
+        with capman.global_and_fixture_disabled():
+            if tty:
+                tr._tw.write(("\n" if first else "\r") + progress.line(duration_s).ljust(100))
+            else:
+                if first:
+                    tr._tw.line("")
+                tr._tw.line(progress.line(duration_s))
+
+    def done() -> None:
+        if tty:
+            with capman.global_and_fixture_disabled():
+                tr._tw.line("")
+
+    return show, done
+
+
+def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  # type: ignore[no-untyped-def]
+    """The environment holds its load: success rate, average and percentile latency within the policy."""
+    spec = deploy_env.performance
+    if not spec.tasks and not spec.locustfile:
+        pytest.skip(f"environment {deploy_env.name} declares no performance tasks")
+    if deploy_env.protected and not deploygate_run.allow_load:
+        result = probe(api, spec.tasks, spec.probe_requests)
+        gate.record("performance.requests_count", result.requests, mode="probe")
+        _record(gate, result, mode="probe")
+        request.node.user_properties.append(
+            ("deploygate_note", f"{deploy_env.name} is protected: {result.requests} sequential probe requests "
+                                "instead of load (pass --allow-load to run the load test)"))
+        return
+    if deploy_env.protected and not deploygate_run.allow_writes and any(t.writes for t in spec.tasks):
+        raise WriteRefused(f"performance: the load tasks of {deploy_env.name} write, and it is protected: "
+                           "pass --allow-writes as well as --allow-load")
+
+    workdir = deploygate_run.report_path.parent / "performance"
+    runner = LocustRun(deploy_env, spec, workdir,
+                       auth_value=deploy_env.auth.value if deploy_env.auth and deploy_env.auth.value else None)
+    request.addfinalizer(runner.stop)  # an interrupted run never leaves Locust behind
+    show, done = _live_line(request.config, spec.duration_s)
+    try:
+        outcome = runner.run(deploygate_run.policy, show)
+    finally:
+        done()
+    for name, path in outcome.artifacts.items():
+        gate.artifact(name, path)
+    result = outcome.result
+    if result is None:
+        last = (outcome.log_tail.strip().splitlines() or [""])[-1]
+        why = outcome.aborted or f"exit code {outcome.exit_code}"
+        raise CheckFailure(f"performance: Locust produced no results ({why}): {last}".rstrip(": "))
+    gate.record("performance.requests_count", result.requests)
+    if result.requests < spec.min_requests:
+        raise CheckFailure(f"performance: too few requests to judge: {result.requests} after the warm-up, "
+                           f"fewer than min_requests = {spec.min_requests}")
+    _record(gate, result)
+    for endpoint, figures in result.endpoints.items():
+        for key, value in figures.items():
+            gate.record(f"performance.endpoint.{key}", value, endpoint=endpoint)
+    if outcome.aborted:
+        raise CheckFailure(f"performance: {outcome.aborted}")
