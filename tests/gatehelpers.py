@@ -15,6 +15,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 def demo_processes(marker: str) -> list[str]:
     """Command lines of running reference-deployment processes whose arguments contain ``marker``."""
+    return running_processes("pytest_deploygate.demo", marker)
+
+
+def running_processes(module: str, marker: str) -> list[str]:
+    """Command lines of live processes mentioning ``module`` whose arguments contain ``marker``."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -24,7 +29,7 @@ def demo_processes(marker: str) -> list[str]:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state != "Z" and "pytest_deploygate.demo" in args and marker in args:
+        if state != "Z" and module in args and marker in args:
             found.append(f"{proc.name} {args}")
     return found
 

@@ -142,10 +142,11 @@ class Service:
                 "body": "" if body is None else json.dumps(body), "isBase64Encoded": False}
 
     def route(self, method: str, path: str, event: dict[str, Any]) -> tuple[int, Any]:
-        with self._count_lock:
-            self.requests += 1
-            if method in ("POST", "PUT", "PATCH", "DELETE") and path.startswith("/api/"):
-                self.writes += 1
+        if not path.startswith("/_demo/"):  # the stats endpoint does not count itself
+            with self._count_lock:
+                self.requests += 1
+                if method in ("POST", "PUT", "PATCH", "DELETE") and path.startswith("/api/"):
+                    self.writes += 1
         if method == "OPTIONS":
             return 204, None
         if path == "/_demo/stats" and method == "GET":

@@ -1,0 +1,202 @@
+"""Performance suite: real Locust load against the reference deployment, short runs (a few seconds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from gatehelpers import Gate, running_processes
+
+SHORT = """
+[environments.{env}.performance]
+users = 10
+duration_s = {duration}
+warmup_s = 1
+min_requests = {min_requests}
+{extra}
+"""
+
+
+def shorten(gate: Gate, env: str = "staging", duration: float = 4, min_requests: int = 20, extra: str = "") -> None:
+    path = gate.path / "deploygate.toml"
+    path.write_text(path.read_text() + SHORT.format(env=env, duration=duration, min_requests=min_requests,
+                                                    extra=extra))
+
+
+def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_healthy_load_passes_with_metrics_and_artifacts(gate_project: Gate) -> None:
+    shorten(gate_project)
+    res = gate_project.run("--env", "staging", "-m", "gate and performance")
+    assert res.ret == 0, res.output
+    assert res.report is not None and res.report["categories"]["performance"]["verdict"] == "PASS"
+    requests_count = res.metric("performance.requests_count")["value"]
+    assert requests_count >= 20
+    assert res.metric("performance.success_rate")["value"] == 100.0
+    assert res.metric("performance.success_rate")["threshold"] == "warn < 99 %, fail < 95 %"
+    avg = res.metric("performance.avg_ms")
+    assert avg["verdict"] == "PASS" and 0 < avg["value"] < 2000
+    p50, p95, p99 = (res.metric(f"performance.{p}_ms")["value"] for p in ("p50", "p95", "p99"))
+    assert 0 < p50 <= p95 <= p99
+    assert res.metric("performance.rps")["value"] > 0
+    assert res.metric("performance.endpoint.requests_count", endpoint="GET /api/stories")["value"] > 0
+    artifacts = res.report["artifacts"]
+    assert Path(artifacts["locust_html"]).read_text().lower().startswith("<!doctype html")
+    raw = json.loads(Path(artifacts["locust_json"]).read_text())
+    assert sum(e["num_requests"] for e in raw) == requests_count
+    assert "load:" in res.stdout and "requests" in res.stdout  # the live line
+    assert running_processes("locust", str(gate_project.path)) == []
+
+
+@pytest.mark.parametrize(("fault", "failing", "passing"), [
+    ("slow", ["performance.avg_ms", "performance.p95_ms"], []),
+    ("errors", ["performance.success_rate"], []),
+    ("tail-latency", ["performance.p95_ms"], ["performance.avg_ms"]),
+])
+def test_fault_fails_the_right_metric(gate_project: Gate, fault: str, failing: list[str], passing: list[str]) -> None:
+    shorten(gate_project, duration=6 if fault == "slow" else 4, min_requests=10)
+    res = gate_project.run("--env", "staging", "-m", "gate and performance", faults=f"staging:{fault}")
+    assert res.ret == 1, res.output
+    for name in failing:
+        assert res.metric(name)["verdict"] == "FAIL", name
+        assert f"FAIL {name}" in res.stdout
+    for name in passing:
+        assert res.metric(name)["verdict"] == "PASS", name
+
+
+def test_errors_abort_the_run_early(gate_project: Gate) -> None:
+    shorten(gate_project, duration=20, min_requests=20)
+    started = time.monotonic()
+    res = gate_project.run("--env", "staging", "-m", "gate and performance", faults="staging:errors")
+    assert res.ret == 1
+    reason = next(iter(res.failed_tests().values()))
+    assert "aborted after" in reason and "of 20 s: performance.success_rate breaches its fail level" in reason
+    assert time.monotonic() - started < 20  # ended before its duration
+
+
+def test_flaky_warns_and_fails_with_fail_on_warn(gate_project: Gate) -> None:
+    shorten(gate_project, min_requests=20)
+    warned = gate_project.run("--env", "staging", "-m", "gate and performance", faults="staging:flaky")
+    assert warned.ret == 0, warned.output
+    rate = warned.metric("performance.success_rate")
+    assert rate["verdict"] == "WARN" and 95 <= rate["value"] < 99
+    assert warned.report is not None and warned.report["verdict"] == "WARN"
+    strict = gate_project.run("--env", "staging", "-m", "gate and performance", "--fail-on-warn",
+                              faults="staging:flaky")
+    assert strict.ret == 1
+
+
+def test_too_few_requests_is_a_failure_not_a_pass(gate_project: Gate) -> None:
+    shorten(gate_project, duration=2, min_requests=1_000_000)
+    res = gate_project.run("--env", "staging", "-m", "gate and performance")
+    assert res.ret == 1
+    reason = next(iter(res.failed_tests().values()))
+    assert "too few requests to judge" in reason and "fewer than min_requests = 1000000" in reason
+    names = {m["name"] for m in res.report["metrics"]} if res.report else set()
+    assert "performance.avg_ms" not in names  # nothing judged on too small a sample
+
+
+def test_interrupting_the_load_leaves_no_locust(gate_project: Gate) -> None:
+    shorten(gate_project, duration=30, min_requests=10)
+    env = dict(os.environ, TMPDIR=str(gate_project.tmp))
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "staging",
+                             "-m", "gate and performance"], cwd=gate_project.path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: running_processes("locust", str(gate_project.path)), what="locust to start")
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _wait_for(lambda: not running_processes("locust", str(gate_project.path)), timeout=10,
+              what="locust to be gone")
+    assert gate_project.leftovers() == []
+
+
+def test_prod_gets_a_probe_not_load(gate_project: Gate) -> None:
+    from test_crud_isolation import RunningDemo
+
+    shorten(gate_project, env="prod")
+    demo = RunningDemo(gate_project, [])
+    try:
+        res = gate_project.run("--env", "prod", "-m", "gate and performance")
+        assert res.ret == 0, res.output
+        served = requests.get(demo.api("prod") + "/_demo/stats", timeout=5).json()["requests"]
+        assert served == 20  # probe_requests sequential requests, no load
+        assert res.metric("performance.requests_count", mode="probe")["value"] == 20
+        assert res.metric("performance.p95_ms", mode="probe")["verdict"] == "PASS"
+        assert "prod is protected: 20 sequential probe requests instead of load" in res.stdout
+        loaded = gate_project.run("--env", "prod", "-m", "gate and performance", "--allow-load")
+        assert loaded.ret == 0, loaded.output
+        after = requests.get(demo.api("prod") + "/_demo/stats", timeout=5).json()["requests"]
+        assert after - served > 100  # real load this time
+    finally:
+        demo.stop()
+
+
+def test_two_processes(gate_project: Gate) -> None:
+    shorten(gate_project, extra="workers = 2")
+    res = gate_project.run("--env", "staging", "-m", "gate and performance")
+    assert res.ret == 0, res.output
+    assert res.metric("performance.requests_count")["value"] >= 20
+    log = Path(res.report["artifacts"]["locust_log"]).read_text() if res.report else ""
+    assert "Traceback" not in log
+
+
+def test_distributed_master_with_two_workers_on_loopback(gate_project: Gate) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    shorten(gate_project, duration=5, extra=f"distributed = {{ expect_workers = 2, bind_port = {port} }}")
+    gate = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "staging", "-m",
+                             "gate and performance"], cwd=gate_project.path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, TMPDIR=str(gate_project.tmp)))
+    workers = []
+    try:
+        def master_up() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        _wait_for(master_up, what="the locust master")
+        for _ in range(2):  # what a remote machine runs: only locust, the locustfile comes from the master
+            workers.append(subprocess.Popen([sys.executable, "-m", "locust", "-f", "-", "--worker", "--master-host",
+                                             "127.0.0.1", "--master-port", str(port)], cwd=gate_project.tmp,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        out, _ = gate.communicate(timeout=120)
+        assert gate.returncode == 0, out
+        for w in workers:
+            w.wait(timeout=30)  # workers stop when the master quits
+    finally:
+        for p in [gate, *workers]:
+            if p.poll() is None:
+                p.kill()
+    report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
+    count = next(m for m in report["metrics"] if m["name"] == "performance.requests_count")
+    assert count["value"] >= 20
+
+
+def test_load_is_pinned_to_one_xdist_worker(gate_project: Gate) -> None:
+    shorten(gate_project)
+    res = gate_project.run("--env", "staging", "-m", "gate and (performance or smoke)", "-n", "2", "-v")
+    assert res.ret == 0, res.output
+    assert "LoadGroupScheduling" in res.stdout  # xdist_group("deploygate-load") is honoured
+    assert res.report is not None and res.report["categories"]["performance"]["verdict"] == "PASS"
