@@ -35,6 +35,7 @@ LOAD_TASK_SPEC = {
 }
 PERFORMANCE_SPEC = {
     "users": int, "spawn_rate": NUMBER, "duration_s": NUMBER, "warmup_s": NUMBER, "wait_s": [NUMBER],
+    "pacing_s": NUMBER,
     "min_requests": int, "workers": int, "max_users": int, "max_duration_s": NUMBER, "locustfile": str,
     "abort_on_fail": bool, "probe_requests": int, "tasks": [LOAD_TASK_SPEC],
     "distributed": {"expect_workers": int, "bind_host": str, "bind_port": int},
@@ -192,6 +193,8 @@ class PerformanceSpec:
     duration_s: float = 30.0
     warmup_s: float = 0.0
     wait_s: tuple[float, float] = (0.0, 0.0)
+    #: each user starts a task every pacing_s seconds (Locust constant_pacing): a fixed request rate
+    pacing_s: float | None = None
     min_requests: int = 100
     workers: int = 1
     max_users: int = 500
@@ -434,9 +437,13 @@ def _build_performance(raw: dict[str, Any], smoke_raw: dict[str, Any], src: Sour
     spawn = raw.get("spawn_rate")
     if spawn is not None and spawn <= 0:
         raise src.error("spawn_rate must be positive", (*path, "spawn_rate"))
+    pacing = raw.get("pacing_s")
+    if pacing is not None and (pacing <= 0 or "wait_s" in raw):
+        raise src.error("pacing_s must be positive and excludes wait_s", (*path, "pacing_s"))
     return PerformanceSpec(
         users=users, spawn_rate=float(spawn) if spawn is not None else None, duration_s=duration,
-        warmup_s=warmup, wait_s=(wait[0], wait[1]), min_requests=raw.get("min_requests", d.min_requests),
+        warmup_s=warmup, wait_s=(wait[0], wait[1]), pacing_s=float(pacing) if pacing is not None else None,
+        min_requests=raw.get("min_requests", d.min_requests),
         workers=raw.get("workers", 1), max_users=max_users, max_duration_s=max_duration,
         locustfile=raw.get("locustfile"), abort_on_fail=raw.get("abort_on_fail", True),
         probe_requests=raw.get("probe_requests", d.probe_requests), tasks=tuple(tasks), distributed=distributed,

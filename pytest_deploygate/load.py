@@ -32,7 +32,7 @@ import json
 import os
 
 import locust.stats
-from locust import HttpUser, between
+from locust import HttpUser, between, constant_pacing
 
 # Flush Locust's CSV history every second: the gate follows it for its live line and early abort.
 locust.stats.CSV_STATS_INTERVAL_SEC = 1
@@ -43,7 +43,7 @@ AUTH = os.environ.get("{auth_var}")
 
 
 class GateUser(HttpUser):
-    wait_time = between(*SPEC["wait_s"])
+    wait_time = constant_pacing(SPEC["pacing_s"]) if SPEC["pacing_s"] else between(*SPEC["wait_s"])
 
     def on_start(self):
         if AUTH:
@@ -74,6 +74,7 @@ def render_locustfile(env: Environment, spec: PerformanceSpec) -> str:
     """A standalone locustfile for ``env``'s load tasks (no secrets in it)."""
     data = {
         "wait_s": list(spec.wait_s),
+        "pacing_s": spec.pacing_s,
         "timeout": [env.http.connect_timeout_s, env.http.read_timeout_s],
         "auth_header": env.auth.header if env.auth else "Authorization",
         "tasks": [{"name": t.name, "method": t.method, "path": t.path, "weight": t.weight,

@@ -45,6 +45,44 @@ def _dynamo(value: Any) -> Any:
     return value
 
 
+class _Table:
+    """The few DynamoDB table operations the service needs, on a shared low-level client."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        self.client = client
+        self.name = name
+        self._ser = TypeSerializer()
+        self._des = TypeDeserializer()
+
+    def _to(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._ser.serialize(v) for k, v in item.items()}
+
+    def _from(self, raw: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._des.deserialize(v) for k, v in raw.items()}
+
+    def load(self) -> None:
+        self.client.describe_table(TableName=self.name)
+
+    def scan(self, **kwargs: Any) -> dict[str, Any]:
+        if "ExpressionAttributeValues" in kwargs:
+            kwargs["ExpressionAttributeValues"] = self._to(kwargs["ExpressionAttributeValues"])
+        page = self.client.scan(TableName=self.name, **kwargs)
+        page["Items"] = [self._from(i) for i in page.get("Items", [])]
+        return dict(page)
+
+    def get_item(self, Key: dict[str, Any]) -> dict[str, Any]:
+        raw = self.client.get_item(TableName=self.name, Key=self._to(Key), ConsistentRead=True).get("Item")
+        return {"Item": self._from(raw)} if raw else {}
+
+    def put_item(self, Item: dict[str, Any]) -> None:
+        self.client.put_item(TableName=self.name, Item=self._to(Item))
+
+    def delete_item(self, Key: dict[str, Any]) -> None:
+        self.client.delete_item(TableName=self.name, Key=self._to(Key))
+
+
 class Service:
     """The handler plus the state a Lambda container keeps between invocations."""
 
@@ -61,25 +99,24 @@ class Service:
         self.region = env.get("AWS_REGION", "us-east-1")
         self._api_calls = itertools.count()
         self._all_calls = itertools.count()
-        self._local = threading.local()
+        self._clients: dict[str | None, Any] = {}
         self.writes = 0
         self.requests = 0
         self._count_lock = threading.Lock()
 
-    # boto3 resources are not thread-safe: one per serving thread (and endpoint).
-    def table(self, collection: str) -> Any:
-        cache = getattr(self._local, "dynamodb", None)
-        if cache is None:
-            cache = self._local.dynamodb = {}
+    # One boto3 client per endpoint, shared by the serving threads (clients are thread-safe; resources
+    # are not, and building one per connection thread costs more than the request).
+    def table(self, collection: str) -> _Table:
         endpoint = self.endpoints[collection]
-        if endpoint not in cache:
-            import boto3
+        with self._count_lock:
+            client = self._clients.get(endpoint)
+            if client is None:
+                import boto3
 
-            session = boto3.session.Session(aws_access_key_id="testing",
-                                            aws_secret_access_key="testing",
-                                            region_name=self.region)
-            cache[endpoint] = session.resource("dynamodb", endpoint_url=endpoint)
-        return cache[endpoint].Table(self.tables[collection])
+                session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                                region_name=self.region)
+                client = self._clients[endpoint] = session.client("dynamodb", endpoint_url=endpoint)
+        return _Table(client, self.tables[collection])
 
     def expire_ttl(self, attribute: str = "ttl") -> int:
         """Delete items whose TTL has passed, as DynamoDB does (the emulator does not)."""
