@@ -312,7 +312,11 @@ class LocustRun:
                 if time.monotonic() > deadline:
                     aborted = f"locust did not finish within {self.timeout_s:g} s; killed"
                     break
-                time.sleep(0.5)
+                try:
+                    self.proc.wait(timeout=0.5)  # wakes at once when Locust exits
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
                 row = _read_history(history)
                 if row is None:
                     continue
