@@ -5,6 +5,7 @@ Pure configuration: no pytest import. Every problem is a :class:`ConfigError` na
 
 from __future__ import annotations
 
+import datetime
 import os
 import string
 from collections.abc import Mapping
@@ -41,6 +42,21 @@ PERFORMANCE_SPEC = {
     "distributed": {"expect_workers": int, "bind_host": str, "bind_port": int},
 }
 
+ALLOW_SPEC = {"id": str, "path": str, "reason": str, "expires": Either(str, datetime.date)}
+SECURITY_SPEC = {
+    "code_paths": [str],
+    "bandit": {"severity": OneOf("low", "medium", "high"), "confidence": OneOf("low", "medium", "high"),
+               "exclude": [str]},
+    "requirements": [str],
+    "audit": {"osv_url": str, "timeout_s": NUMBER, "service": OneOf("osv", "pypi")},
+    "allowlist": [ALLOW_SPEC],
+    "headers": MapOf(str),
+    "protected_endpoints": [{"path": str, "method": str}],
+    "error_probes": [{"path": str, "method": str, "body": MapOf(object)}],
+    "tls": {"min_days": int, "http_url": str},
+    "frontend_secrets": bool,
+}
+
 ENVIRONMENT_SPEC: dict[str, Any] = {
     "stage": str,
     "base_url": str,
@@ -60,6 +76,7 @@ ENVIRONMENT_SPEC: dict[str, Any] = {
     "crud": {"collections": [COLLECTION_SPEC], "markers": bool, "ttl_field": str, "ttl_s": int},
     "isolation": {"collection": str, "cors_origins": [str], "datastore": bool, "separate_accounts": bool},
     "performance": PERFORMANCE_SPEC,
+    "security": SECURITY_SPEC,
 }
 
 PROJECT_SPEC: dict[str, Any] = {
@@ -207,6 +224,41 @@ class PerformanceSpec:
 
 
 @dataclass(frozen=True)
+class AllowEntry:
+    """An accepted finding (bandit test id or advisory id/alias), with a reason and an expiry date."""
+
+    id: str
+    reason: str
+    expires: datetime.date
+    path: str = "*"
+
+    def expired(self, today: datetime.date | None = None) -> bool:
+        return (today or datetime.date.today()) > self.expires
+
+
+@dataclass(frozen=True)
+class SecuritySpec:
+    code_paths: tuple[str, ...] = ()
+    bandit_severity: str = "low"
+    bandit_confidence: str = "low"
+    bandit_exclude: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+    osv_url: str = ""
+    audit_service: str = "osv"
+    audit_timeout_s: float = 120.0
+    allowlist: tuple[AllowEntry, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=lambda: {
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY|SAMEORIGIN",
+    })
+    protected_endpoints: tuple[tuple[str, str], ...] = ()
+    error_probes: tuple[tuple[str, str, Mapping[str, Any] | None], ...] = ()
+    tls_min_days: int = 14
+    tls_http_url: str = ""
+    frontend_secrets: bool = True
+
+
+@dataclass(frozen=True)
 class AwsSpec:
     region: str = "us-east-1"
     profile: str | None = None
@@ -251,6 +303,9 @@ class Environment:
     crud: CrudSpec = field(default_factory=CrudSpec)
     isolation: IsolationSpec = field(default_factory=IsolationSpec)
     performance: PerformanceSpec = field(default_factory=PerformanceSpec)
+    security: SecuritySpec = field(default_factory=SecuritySpec)
+    #: what a launched deployment tells about itself: source_dir, requirements, osv_url
+    deployed: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def frontend_origin(self) -> str:
@@ -264,16 +319,22 @@ class Environment:
             "base_url": self.base_url, "frontend_url": self.frontend_url,
             "region": self.aws.region, "account_id": self.aws.account_id or "",
             "frontend_origin": self.frontend_origin,
+            **{k: self.deployed.get(k, "") for k in DEPLOYED_FIELDS},
         }
 
     def format(self, template: str) -> str:
         return template.format_map(self.fields())
 
     def with_addresses(self, *, base_url: str, frontend_url: str, endpoint_url: str,
-                       account_id: str) -> Environment:
+                       account_id: str, token: str | None = None, deployed: Mapping[str, str] | None = None,
+                       ) -> Environment:
         aws = replace(self.aws, endpoint_url=endpoint_url, account_id=account_id,
                       static_credentials=("testing", "testing"))
-        return replace(self, base_url=base_url, frontend_url=frontend_url, aws=aws)
+        auth = self.auth
+        if token and (auth is None or not auth.value):
+            auth = AuthSpec(header=auth.header if auth else "Authorization", value=f"Bearer {token}")
+        return replace(self, base_url=base_url, frontend_url=frontend_url, aws=aws, auth=auth,
+                       deployed=dict(deployed or {}))
 
 
 @dataclass(frozen=True)
@@ -295,7 +356,8 @@ class Project:
 
 
 TEMPLATE_FIELDS = {"env", "service", "stage", "region", "account_id"}
-LATE_FIELDS = {"base_url", "frontend_url", "frontend_origin"}
+DEPLOYED_FIELDS = ("source_dir", "requirements", "osv_url")
+LATE_FIELDS = {"base_url", "frontend_url", "frontend_origin", *DEPLOYED_FIELDS}
 BODY_FIELDS = TEMPLATE_FIELDS | {"run_id"}
 
 
@@ -384,13 +446,53 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
                               separate_accounts=iso_raw.get("separate_accounts", True))
 
     performance = _build_performance(raw.get("performance", {}), smoke_raw, src, (*path, "performance"))
+    security = _build_security(raw.get("security", {}), src, (*path, "security"))
 
     return Environment(
         name=name, service=service, stage=stage, base_url=raw.get("base_url", ""),
         frontend_url=raw.get("frontend_url", ""), protected=raw.get("protected", False),
         launch=launch, aws=aws, auth=auth, tables=tables, buckets=buckets, http=http,
         smoke=SmokeSpec(health=health, endpoints=endpoints, frontend=frontend),
-        crud=crud, isolation=isolation, performance=performance,
+        crud=crud, isolation=isolation, performance=performance, security=security,
+    )
+
+
+def _build_security(raw: dict[str, Any], src: Source, path: tuple[str, ...]) -> SecuritySpec:
+    d = SecuritySpec()
+    for key in ("code_paths", "requirements"):
+        for i, tmpl in enumerate(raw.get(key, [])):
+            _check_template(tmpl, TEMPLATE_FIELDS | LATE_FIELDS, src, (*path, key, f"[{i}]"))
+    audit = raw.get("audit", {})
+    if "osv_url" in audit:
+        _check_template(audit["osv_url"], TEMPLATE_FIELDS | LATE_FIELDS, src, (*path, "audit", "osv_url"))
+    allow = []
+    for i, entry in enumerate(raw.get("allowlist", [])):
+        where = (*path, "allowlist", f"[{i}]")
+        for key in ("id", "reason", "expires"):
+            if not entry.get(key):
+                raise src.error(f"an allowlist entry needs {key} (every accepted finding has a reason and an "
+                                "expiry date)", where)
+        expires = entry["expires"]
+        if isinstance(expires, str):
+            try:
+                expires = datetime.date.fromisoformat(expires)
+            except ValueError:
+                raise src.error(f"expires must be a date (YYYY-MM-DD), got {expires!r}", (*where, "expires")) from None
+        allow.append(AllowEntry(entry["id"], entry["reason"], expires, entry.get("path", "*")))
+    bandit = raw.get("bandit", {})
+    tls = raw.get("tls", {})
+    return SecuritySpec(
+        code_paths=tuple(raw.get("code_paths", [])), bandit_severity=bandit.get("severity", "low"),
+        bandit_confidence=bandit.get("confidence", "low"), bandit_exclude=tuple(bandit.get("exclude", [])),
+        requirements=tuple(raw.get("requirements", [])), osv_url=audit.get("osv_url", ""),
+        audit_service=audit.get("service", "osv"), audit_timeout_s=float(audit.get("timeout_s", 120.0)),
+        allowlist=tuple(allow), headers=dict(raw.get("headers", d.headers)),
+        protected_endpoints=tuple((e["path"], e.get("method", "GET").upper())
+                                  for e in raw.get("protected_endpoints", [])),
+        error_probes=tuple((e["path"], e.get("method", "GET").upper(), e.get("body"))
+                           for e in raw.get("error_probes", [])),
+        tls_min_days=tls.get("min_days", 14), tls_http_url=tls.get("http_url", ""),
+        frontend_secrets=raw.get("frontend_secrets", True),
     )
 
 

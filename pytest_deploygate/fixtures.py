@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from .config import CollectionSpec, Environment
 from .gate import Metric, make_metric
 from .http import GateHTTP, WriteRefused, client_for
 from .records import Collection, Ledger
-from .run import ARTIFACT_PROPERTY, METRICS_KEY, GateRun, get_run
+from .run import ARTIFACT_PROPERTY, FINDING_PROPERTY, METRICS_KEY, NOTE_PROPERTY, GateRun, get_run
 
 
 def _run(request: pytest.FixtureRequest) -> GateRun:
@@ -199,6 +200,17 @@ class GateRecorder:
         self._sink = sink
         self.nodeid = nodeid
         self._item = item
+
+    def note(self, text: str) -> None:
+        """A line for the gate summary and the JSON report's ``notes``."""
+        if self._item is not None:
+            self._item.user_properties.append((NOTE_PROPERTY, text))
+
+    def finding(self, check: str, severity: str, text: str) -> None:
+        """A security finding (or other itemised problem) listed in the report under ``findings``."""
+        if self._item is not None:
+            self._item.user_properties.append(
+                (FINDING_PROPERTY, json.dumps({"check": check, "severity": severity.upper(), "text": text})))
 
     def artifact(self, name: str, path: str) -> None:
         """Attach a file (a load report, a scan result) to the gate report and the JUnit properties."""

@@ -3,6 +3,7 @@ deployment, metric collection across xdist workers, the verdict, the summary and
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import tempfile
@@ -17,6 +18,7 @@ from .gate import CATEGORIES, Metric, category_of, judge, make_metric
 from .http import CheckFailure, redact
 from .run import (
     ARTIFACT_PROPERTY,
+    FINDING_PROPERTY,
     METRICS_ATTR,
     METRICS_KEY,
     NOTE_PROPERTY,
@@ -314,7 +316,14 @@ class Collector:
                     name, _, path = str(value).partition("=")
                     run.artifacts[name] = path
                 elif key == NOTE_PROPERTY and str(value) not in run.notes:
-                    run.notes.append(str(value))
+                    run.notes.append(redact(str(value), run.secrets))
+                elif key == FINDING_PROPERTY:
+                    try:
+                        finding = json.loads(str(value))
+                    except ValueError:
+                        continue
+                    if finding not in run.findings:
+                        run.findings.append(finding)
         if report.failed:
             outcome = "failed"
         elif report.skipped:

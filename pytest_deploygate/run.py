@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .config import ConfigError, Environment, Project
+from .config import DEPLOYED_FIELDS, ConfigError, Environment, Project
 from .gate import Metric, TestTally, Verdict
 from .thresholds import Policy
 
@@ -44,9 +44,12 @@ class GateRun:
     outcomes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    findings: list[dict[str, str]] = field(default_factory=list)
     verdict: Verdict | None = None
     report: dict[str, Any] | None = None
     error: str | None = None
+    #: secrets that are not in the configuration (a launched deployment's token)
+    extra_secrets: set[str] = field(default_factory=set)
 
     @property
     def environment(self) -> Environment:
@@ -59,7 +62,7 @@ class GateRun:
 
     @property
     def secrets(self) -> frozenset[str]:
-        return self.project.secrets
+        return self.project.secrets | self.extra_secrets
 
     def resolve(self, addresses: Mapping[str, Mapping[str, Any]]) -> None:
         """Fill in the addresses of launched environments (``launch = "demo"``)."""
@@ -67,8 +70,12 @@ class GateRun:
         for name, env in self.project.environments.items():
             if env.launch and name in addresses:
                 a = addresses[name]
-                env = env.with_addresses(base_url=a["api_url"], frontend_url=a["frontend_url"],
-                                         endpoint_url=a["endpoint_url"], account_id=a["account_id"])
+                env = env.with_addresses(
+                    base_url=a["api_url"], frontend_url=a["frontend_url"], endpoint_url=a["endpoint_url"],
+                    account_id=a["account_id"], token=a.get("token"),
+                    deployed={k: a[k] for k in DEPLOYED_FIELDS if a.get(k)})
+                if a.get("token"):
+                    self.extra_secrets.add(a["token"])
             out[name] = env
         self.environments = out
 
@@ -93,6 +100,8 @@ METRICS_ATTR = "deploygate_metrics"
 #: user property carrying ``name=path`` of a file a check produced
 ARTIFACT_PROPERTY = "deploygate_artifact"
 NOTE_PROPERTY = "deploygate_note"
+#: user property carrying a JSON finding: {"check", "severity", "text"}
+FINDING_PROPERTY = "deploygate_finding"
 
 
 def get_run(config: pytest.Config) -> GateRun | None:
@@ -111,6 +120,6 @@ def env_name_from(option: str | None, ini: str | None) -> tuple[str | None, str]
 
 
 __all__ = [
-    "ARTIFACT_PROPERTY", "METRICS_ATTR", "METRICS_KEY", "NOTE_PROPERTY", "RUN_KEY", "ConfigError", "GateRun",
-    "env_name_from", "get_run", "new_run_id",
+    "ARTIFACT_PROPERTY", "FINDING_PROPERTY", "METRICS_ATTR", "METRICS_KEY", "NOTE_PROPERTY", "RUN_KEY",
+    "ConfigError", "GateRun", "env_name_from", "get_run", "new_run_id",
 ]

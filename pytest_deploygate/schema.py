@@ -146,6 +146,8 @@ def _type_name(spec: Any) -> str:
         return " or ".join(_type_name(s) for s in spec.specs)
     if spec is object:
         return "any value"
+    if isinstance(spec, type):
+        return f"a {spec.__name__}"
     return "a table"
 
 

@@ -67,9 +67,8 @@ def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  #
         result = probe(api, spec.tasks, spec.probe_requests)
         gate.record("performance.requests_count", result.requests, mode="probe")
         _record(gate, result, mode="probe")
-        request.node.user_properties.append(
-            ("deploygate_note", f"{deploy_env.name} is protected: {result.requests} sequential probe requests "
-                                "instead of load (pass --allow-load to run the load test)"))
+        gate.note(f"{deploy_env.name} is protected: {result.requests} sequential probe requests "
+                  "instead of load (pass --allow-load to run the load test)")
         return
     if deploy_env.protected and not deploygate_run.allow_writes and any(t.writes for t in spec.tasks):
         raise WriteRefused(f"performance: the load tasks of {deploy_env.name} write, and it is protected: "

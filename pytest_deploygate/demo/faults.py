@@ -19,6 +19,13 @@ FAULTS: dict[str, str] = {
     "cors-wildcard": "the API answers Access-Control-Allow-Origin: * to any origin",
     "tail-latency": "one answer in ten is delayed by 3.5 s: the average stays low, p95 does not",
     "flaky": "one /api answer in 33 is a 500 (3 %: between the 1 % warn and 5 % fail levels)",
+    "insecure-code": "the deployed service code has a bandit HIGH finding (subprocess with shell=True)",
+    "vulnerable-deps": "the service's requirements pin requests 2.19.0 and jinja2 2.10 (known advisories)",
+    "no-security-headers": "the API sends no X-Content-Type-Options / X-Frame-Options",
+    "cors-reflect": "the API reflects any Origin, with Access-Control-Allow-Credentials: true",
+    "open-auth": "the protected /api/admin/export answers 200 to anonymous callers",
+    "stack-trace": "500 answers carry a Python traceback",
+    "secret-in-config": "config.js carries an AWS-style access key and secret key",
 }
 
 #: how long the ``slow`` fault delays every answer (and ``tail-latency`` one in ten)

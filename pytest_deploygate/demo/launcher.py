@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -130,16 +131,51 @@ def _index_html(env: str, stage: str, faults: frozenset[str]) -> str:
 """
 
 
-def _config_js(env: str, stage: str, api_url: str, tables_stage: str) -> str:
+def _config_js(env: str, stage: str, api_url: str, tables_stage: str, leak_secret: bool = False) -> str:
+    # secret-in-config: the deploy script pasted the CI's AWS keys into the frontend (AWS's documented
+    # example key pair, not a real one)
+    secret = ("  awsAccessKeyId: 'AKIAIOSFODNN7EXAMPLE',\n"
+              "  awsSecretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',\n") if leak_secret else ""
     return f"""const CONFIG = {{
   environment: '{ENVIRONMENT_LABELS.get(env, env)}',
   apiEndpoint: '{api_url}',
   stage: '{stage}',
   region: 'us-east-1',
-  storiesTable: '{table_for(tables_stage, "stories")}',
+{secret}  storiesTable: '{table_for(tables_stage, "stories")}',
   acceptanceTestsTable: '{table_for(tables_stage, "acceptance-tests")}'
 }};
 """
+
+
+SERVICE_MODULES = ("service.py", "apigw.py", "faults.py", "process.py")
+INSECURE_MODULE = '''"""Export helpers (insecure-code fault: a shell command built from request input)."""
+
+import subprocess
+
+
+def export_to(path: str) -> None:
+    subprocess.Popen("tar czf " + path + " /tmp/export", shell=True)
+'''
+
+
+def _deploy_artifacts(env_dir: Path, faults: frozenset[str]) -> tuple[Path, Path]:
+    """What a deploy ships: the service's source (for the code scan) and its pinned requirements."""
+    from importlib.metadata import version
+
+    src = env_dir / "src" / "aipm_api"
+    src.mkdir(parents=True, exist_ok=True)
+    here = Path(__file__).parent
+    (src / "__init__.py").write_text('"""The AIPM API, as deployed."""\n')
+    for name in SERVICE_MODULES:
+        (src / name).write_text((here / name).read_text())
+    if "insecure-code" in faults:
+        (src / "export.py").write_text(INSECURE_MODULE)
+    pins = {"boto3": version("boto3"), "requests": version("requests")}
+    if "vulnerable-deps" in faults:
+        pins.update({"requests": "2.19.0", "jinja2": "2.10"})
+    requirements = env_dir / "requirements.txt"
+    requirements.write_text("".join(f"{name}=={v}\n" for name, v in sorted(pins.items())))
+    return src.parent, requirements
 
 
 APP_JS = """document.addEventListener('DOMContentLoaded', async () => {
@@ -169,7 +205,8 @@ class Demo:
 
     @property
     def pids(self) -> list[int]:
-        return [p for e in self.environments.values() for p in (e["api_pid"], e["aws_pid"])]
+        pids = [p for e in self.environments.values() for p in (e["api_pid"], e["aws_pid"])]
+        return pids + ([self.state["osv_pid"]] if self.state.get("osv_pid") else [])
 
     def alive(self) -> bool:
         return all(pid_alive(p) for p in self.pids)
@@ -187,8 +224,10 @@ class Demo:
         try:
             aws = [_spawn("pytest_deploygate.demo.awsserver", ["--account", accounts[n]], f"{n}-aws",
                           workdir) for n in names]
-            procs += aws
-            aws_ready = _wait_ready(aws, deadline)
+            osv = _spawn("pytest_deploygate.demo.osv", [], "osv", workdir)
+            procs += [*aws, osv]
+            aws_ready = _wait_ready([*aws, osv], deadline)
+            tokens = {n: secrets.token_urlsafe(18) for n in names}
             apis = []
             for i, n in enumerate(names):
                 stage = stages[n]
@@ -199,6 +238,7 @@ class Demo:
                     "AWS_ENDPOINT_URL": aws_ready[f"{n}-aws"]["url"],
                     "ALLOWED_ORIGIN": "*" if stage == "dev" or "cors-wildcard" in env_faults else origin,
                     "DEPLOYGATE_FAULTS": ",".join(sorted(env_faults)),
+                    "ADMIN_TOKEN": tokens[n],
                     **{_var(c): table_for(stage, c) for c in COLLECTIONS},
                 }
                 if "leak" in env_faults and len(names) > 1:
@@ -210,17 +250,20 @@ class Demo:
             procs += apis
             api_ready = _wait_ready(apis, deadline)
             state: dict[str, Any] = {
-                "version": 1, "owner_pid": os.getpid(), "workdir": str(workdir),
+                "version": 1, "owner_pid": os.getpid(), "workdir": str(workdir), "osv_pid": aws_ready["osv"]["pid"],
                 "faults": format_faults(dict(faults)), "started_at": time.time(), "environments": {},
             }
             for n in names:
                 endpoint = aws_ready[f"{n}-aws"]["url"]
+                source_dir, requirements = _deploy_artifacts(workdir / n, faults.get(n, frozenset()))
                 state["environments"][n] = {
                     "stage": stages[n], "api_url": api_ready[f"{n}-api"]["url"],
                     "frontend_url": f"{endpoint}/{bucket_for(stages[n])}/index.html",
                     "endpoint_url": endpoint, "account_id": accounts[n],
                     "api_pid": api_ready[f"{n}-api"]["pid"], "aws_pid": aws_ready[f"{n}-aws"]["pid"],
                     "faults": sorted(faults.get(n, ())),
+                    "source_dir": str(source_dir), "requirements": str(requirements),
+                    "osv_url": aws_ready["osv"]["url"], "token": tokens[n],
                 }
             demo = cls(state, workdir / STATE_FILE, owned=True)
             demo._procs = procs
@@ -265,7 +308,8 @@ class Demo:
             source = name
             if "wrong-config" in env_faults and len(names) > 1:
                 source = names[(i + 1) % len(names)]
-            config_js = _config_js(name, stage, self.environments[source]["api_url"], stages[source])
+            config_js = _config_js(name, stage, self.environments[source]["api_url"], stages[source],
+                                   leak_secret="secret-in-config" in env_faults)
             files = {
                 "index.html": (_index_html(name, stage, env_faults), "text/html"),
                 "config.js": (config_js, "application/javascript"),

@@ -97,6 +97,7 @@ class Service:
         # Where each table lives: this environment's account, unless the deploy wired it elsewhere.
         self.endpoints = {c: env.get(_var(c) + "_ENDPOINT", self.endpoint_url) for c in COLLECTIONS}
         self.region = env.get("AWS_REGION", "us-east-1")
+        self.admin_token = env.get("ADMIN_TOKEN", "")
         self._api_calls = itertools.count()
         self._all_calls = itertools.count()
         self._clients: dict[str | None, Any] = {}
@@ -158,17 +159,22 @@ class Service:
             time.sleep(SLOW_DELAY_S)
         try:
             status, body = self.route(method, path, event)
-        except Exception as exc:  # a Lambda answers 500 rather than dying
-            status, body = 500, {"message": "internal error", "type": type(exc).__name__}
+        except Exception:  # a Lambda answers 500 rather than dying
+            status, body = 500, {"message": "internal error"}
+            if "stack-trace" in self.faults:
+                import traceback
+
+                body["trace"] = traceback.format_exc()
         return self.respond(status, body, headers.get("origin"))
 
     def respond(self, status: int, body: Any, origin: str | None) -> dict[str, Any]:
-        headers = {
-            "Content-Type": "application/json",
-            "X-Content-Type-Options": "nosniff",
-            "X-Frame-Options": "DENY",
-        }
-        if self.allowed_origin == "*":
+        headers = {"Content-Type": "application/json"}
+        if "no-security-headers" not in self.faults:
+            headers.update({"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"})
+        if "cors-reflect" in self.faults and origin:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Access-Control-Allow-Credentials"] = "true"
+        elif self.allowed_origin == "*":
             headers["Access-Control-Allow-Origin"] = "*"
         elif origin and origin == self.allowed_origin:
             headers["Access-Control-Allow-Origin"] = origin
@@ -193,6 +199,8 @@ class Service:
         if path in ("/", "/api") and method == "GET":
             return 200, {"service": self.service, "stage": self.stage,
                          "collections": list(COLLECTIONS)}
+        if path == "/api/admin/export" and method == "GET":
+            return self.admin_export(event)
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2 and parts[0] == "api" and parts[1] in COLLECTIONS and len(parts) <= 3:
             if "errors" in self.faults and next(self._api_calls) % 2 == 0:
@@ -201,7 +209,8 @@ class Service:
                 return 500, {"message": "internal error"}
             collection = parts[1]
             item_id = parts[2] if len(parts) == 3 else None
-            return self.collection(method, collection, item_id, event.get("body"))
+            return self.collection(method, collection, item_id, event.get("body"),
+                                   event.get("queryStringParameters") or {})
         return 404, {"message": f"no route for {method} {path}"}
 
     def health(self) -> tuple[int, Any]:
@@ -215,11 +224,24 @@ class Service:
                          "checks": {"dynamodb": type(exc).__name__}}
         return 200, {"status": "ok", "stage": self.stage, "checks": {"dynamodb": dynamo}}
 
+    def admin_export(self, event: dict[str, Any]) -> tuple[int, Any]:
+        """A protected endpoint: only callers with the admin token."""
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        supplied = headers.get("authorization", "")
+        if "open-auth" not in self.faults:
+            if not supplied:
+                return 401, {"message": "authentication required"}
+            if not self.admin_token or supplied != f"Bearer {self.admin_token}":
+                return 403, {"message": "forbidden"}
+        counts = {c: self.table(c).scan(Select="COUNT").get("Count", 0) for c in COLLECTIONS}
+        return 200, {"stage": self.stage, "exported": counts}
+
     def collection(self, method: str, collection: str, item_id: str | None,
-                   raw_body: str | None) -> tuple[int, Any]:
+                   raw_body: str | None, query: dict[str, str] | None = None) -> tuple[int, Any]:
         table = self.table(collection)
         if item_id is None:
             if method == "GET":
+                limit = int((query or {}).get("limit", "0"))  # a malformed limit is a 500, as in the wild
                 items: list[Any] = []
                 kwargs: dict[str, Any] = {}
                 while True:
@@ -228,7 +250,7 @@ class Service:
                     if "LastEvaluatedKey" not in page:
                         break
                     kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-                return 200, [_plain(i) for i in items]
+                return 200, [_plain(i) for i in (items[:limit] if limit > 0 else items)]
             if method == "POST":
                 body = self._body(raw_body)
                 if not isinstance(body, dict):

@@ -49,6 +49,7 @@ def build_report(run: GateRun, exitstatus: int, version: str) -> dict[str, Any]:
         "metrics": [m.to_dict() for m in verdict.metrics],
         "artifacts": dict(run.artifacts),
         "notes": list(run.notes),
+        "findings": list(run.findings),
     }
 
 

@@ -61,6 +61,11 @@ def write_summary(tr: Any, run: GateRun) -> None:
         tw.line(f"  FAILED {nodeid}: {reason}", red=True)
     for note in run.notes:
         tw.line(f"  note: {note}")
+    serious = [f for f in run.findings if f["severity"] in ("CRITICAL", "HIGH", "MEDIUM", "MODERATE")]
+    for f in serious[:15]:
+        tw.line(f"  finding ({f['check']}): {f['text']}", red=f["severity"] in ("CRITICAL", "HIGH"))
+    if len(serious) > 15:
+        tw.line(f"  … {len(serious) - 15} more findings in the JSON report")
     breaches = [m for m in verdict.metrics if m.verdict in (FAIL, WARN)]
     for m in breaches[:20]:
         tw.line(f"  {m.verdict} {_figure(m)}", **_MARKUP[m.verdict])
