@@ -48,7 +48,7 @@ SECURITY_SPEC = {
     "bandit": {"severity": OneOf("low", "medium", "high"), "confidence": OneOf("low", "medium", "high"),
                "exclude": [str]},
     "requirements": [str],
-    "audit": {"osv_url": str, "timeout_s": NUMBER, "service": OneOf("osv", "pypi")},
+    "audit": {"osv_url": str, "timeout_s": NUMBER, "service": OneOf("osv", "pypi"), "installed": bool},
     "allowlist": [ALLOW_SPEC],
     "headers": MapOf(str),
     "protected_endpoints": [{"path": str, "method": str}],
@@ -246,6 +246,8 @@ class SecuritySpec:
     osv_url: str = ""
     audit_service: str = "osv"
     audit_timeout_s: float = 120.0
+    #: audit the environment the gate runs in (when the deployment ships from it) rather than files
+    audit_installed: bool = False
     allowlist: tuple[AllowEntry, ...] = ()
     headers: Mapping[str, str] = field(default_factory=lambda: {
         "X-Content-Type-Options": "nosniff",
@@ -486,6 +488,7 @@ def _build_security(raw: dict[str, Any], src: Source, path: tuple[str, ...]) -> 
         bandit_confidence=bandit.get("confidence", "low"), bandit_exclude=tuple(bandit.get("exclude", [])),
         requirements=tuple(raw.get("requirements", [])), osv_url=audit.get("osv_url", ""),
         audit_service=audit.get("service", "osv"), audit_timeout_s=float(audit.get("timeout_s", 120.0)),
+        audit_installed=audit.get("installed", False),
         allowlist=tuple(allow), headers=dict(raw.get("headers", d.headers)),
         protected_endpoints=tuple((e["path"], e.get("method", "GET").upper())
                                   for e in raw.get("protected_endpoints", [])),

@@ -3,6 +3,7 @@ per-request timing, auth from the environment's reference, secrets redacted from
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -88,6 +89,8 @@ class GateHTTP(requests.Session):
                                       "protected (read-only); pass --allow-writes to let the gate write to it",
                                       self.secrets))
         kwargs.setdefault("timeout", self.timeout)
+        # per request: requests lets $REQUESTS_CA_BUNDLE override a session's verify (psf/requests#3829)
+        kwargs.setdefault("verify", self.verify)
         start = time.perf_counter()
         try:
             response = super().request(method_s, full, *args, **kwargs)
@@ -102,7 +105,8 @@ class GateHTTP(requests.Session):
 
     def _describe_error(self, method: str, url: str, exc: Exception) -> str:
         if isinstance(exc, requests.exceptions.SSLError):
-            why = "TLS error"
+            reason = re.search(r"\[SSL: [A-Z_]+\] ([^(]+?)(?: \(|'|\)|$)", str(exc))
+            why = "TLS error" + (f": {reason.group(1).strip()}" if reason else "")
         elif isinstance(exc, requests.exceptions.ConnectTimeout):
             why = f"connect timed out after {self.spec.connect_timeout_s:g} s"
         elif isinstance(exc, requests.exceptions.ReadTimeout):

@@ -87,7 +87,8 @@ def parse_pip_audit(data: dict[str, Any]) -> AuditResult:
         for v in dep.get("vulns", []):
             result.vulnerabilities.append(Vulnerability(
                 package=name, version=str(dep.get("version", "?")), id=v["id"],
-                aliases=tuple(a for a in v.get("aliases", []) if a != v["id"]),
+                aliases=tuple(sorted((a for a in v.get("aliases", []) if a != v["id"]),
+                                     key=lambda a: (not a.startswith("CVE-"), a))),
                 fix_versions=tuple(v.get("fix_versions", [])), description=v.get("description", "")))
     return result
 
