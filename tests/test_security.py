@@ -130,7 +130,8 @@ def test_unreachable_vulnerability_service_is_never_a_pass(gate_project: Gate) -
     notes = " ".join(res.report["notes"])
     assert "could not audit" in notes and "boto3" in notes and "requests" in notes
     # ... and FAIL when the policy says so
-    gate_project.pytester.makefile(".toml", thresholds='[metrics]\n"security.audit.unaudited_count" = { fail = "> 0" }\n')
+    strict_policy = '[metrics]\n"security.audit.unaudited_count" = { fail = "> 0" }\n'
+    gate_project.pytester.makefile(".toml", thresholds=strict_policy)
     strict = gate_project.run("--env", "staging", "-m", "gate and security")
     assert strict.ret == 1
     assert strict.metric("security.audit.unaudited_count")["verdict"] == "FAIL"
