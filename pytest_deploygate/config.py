@@ -79,10 +79,16 @@ ENVIRONMENT_SPEC: dict[str, Any] = {
     "security": SECURITY_SPEC,
 }
 
+PUBLISH_SPEC = {
+    "cloudwatch": {"namespace": str, "dimensions": MapOf(str), "metrics": [str], "environment": str},
+    "webhook": {"url": str, "on": [OneOf("FAIL", "WARN", "PASS")], "report_url": str, "timeout_s": NUMBER},
+}
+
 PROJECT_SPEC: dict[str, Any] = {
     "service": str,
     "defaults": ENVIRONMENT_SPEC,
     "environments": MapOf(ENVIRONMENT_SPEC),
+    "publish": PUBLISH_SPEC,
 }
 
 
@@ -340,6 +346,27 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class CloudWatchSpec:
+    """Publish the verdict and key metrics as CloudWatch metrics (boto3 ``put_metric_data``)."""
+
+    namespace: str = "DeployGate"
+    dimensions: Mapping[str, str] = field(default_factory=lambda: {"Service": "{service}", "Environment": "{env}"})
+    metrics: tuple[str, ...] = ()
+    #: whose AWS account receives them (default: the gated environment's)
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookSpec:
+    """A Slack-compatible webhook told about the verdict."""
+
+    url: str
+    on: tuple[str, ...] = ("FAIL",)
+    report_url: str = ""
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class Project:
     """The whole ``deploygate.toml``: the service and its environments."""
 
@@ -347,6 +374,8 @@ class Project:
     service: str
     environments: Mapping[str, Environment]
     secrets: frozenset[str] = frozenset()
+    cloudwatch: CloudWatchSpec | None = None
+    webhook: WebhookSpec | None = None
 
     def environment(self, name: str) -> Environment:
         try:
@@ -627,8 +656,39 @@ def parse_project(src: Source, data: dict[str, Any], environ: Mapping[str, str] 
             # Auth values are secrets: remember what they expand to so every output can redact them.
             merged["auth"] = expand_vars(auth_raw, src, (*path, "auth"), environ, secrets)
         environments[name] = _build_environment(name, merged, service, src)
+    cloudwatch, webhook = _build_publish(data.get("publish", {}), src, environ, secrets, environments)
     return Project(path=src.path, service=service, environments=environments,
-                   secrets=frozenset(secrets))
+                   secrets=frozenset(secrets), cloudwatch=cloudwatch, webhook=webhook)
+
+
+def _build_publish(raw: dict[str, Any], src: Source, environ: Mapping[str, str], secrets: set[str],
+                   environments: Mapping[str, Environment]) -> tuple[CloudWatchSpec | None, WebhookSpec | None]:
+    cloudwatch = webhook = None
+    if "cloudwatch" in raw:
+        cw = expand_vars(raw["cloudwatch"], src, ("publish", "cloudwatch"), environ)
+        for key, tmpl in cw.get("dimensions", {}).items():
+            _check_template(tmpl, TEMPLATE_FIELDS, src, ("publish", "cloudwatch", "dimensions", key))
+        if cw.get("environment") and cw["environment"] not in environments:
+            raise src.error(f"unknown environment {cw['environment']!r}", ("publish", "cloudwatch", "environment"))
+        d = CloudWatchSpec()
+        cloudwatch = CloudWatchSpec(namespace=cw.get("namespace", d.namespace),
+                                    dimensions=dict(cw.get("dimensions", d.dimensions)),
+                                    metrics=tuple(cw.get("metrics", ())), environment=cw.get("environment"))
+    if "webhook" in raw:
+        wh = raw["webhook"]
+        if "url" not in wh:
+            raise src.error("a webhook needs a url", ("publish", "webhook"))
+        if "${" not in wh["url"]:
+            raise src.error("webhook URLs carry a token: reference it, e.g. url = \"${SLACK_WEBHOOK_URL}\"",
+                            ("publish", "webhook", "url"))
+        # the whole URL is a secret (Slack-style webhook URLs are bearer tokens)
+        url = expand_vars(wh["url"], src, ("publish", "webhook", "url"), environ)
+        secrets.add(url)
+        expand_vars(wh["url"], src, ("publish", "webhook", "url"), environ, secrets)
+        webhook = WebhookSpec(url=url, on=tuple(wh.get("on", ["FAIL"])),
+                              report_url=expand_vars(wh.get("report_url", ""), src, ("publish", "webhook"), environ),
+                              timeout_s=float(wh.get("timeout_s", 10.0)))
+    return cloudwatch, webhook
 
 
 def find_config(rootdir: Path, explicit: str | None) -> tuple[Path, str | None]:

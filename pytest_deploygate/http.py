@@ -22,7 +22,19 @@ class CheckFailure(AssertionError):
 
 
 class RequestFailed(CheckFailure):
-    """The request itself failed: unreachable host, timeout, TLS error, redirect loop."""
+    """The request itself failed: unreachable host, timeout, TLS error, redirect loop.
+
+    ``kind`` is one of ``dns``, ``connect``, ``connect-timeout``, ``read-timeout``, ``tls``, ``redirects``,
+    ``other``; the first three mean nothing answered at all.
+    """
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    @property
+    def unreachable(self) -> bool:
+        return self.kind in ("dns", "connect", "connect-timeout")
 
 
 class WriteRefused(CheckFailure):
@@ -97,28 +109,30 @@ class GateHTTP(requests.Session):
         except requests.exceptions.RequestException as exc:
             elapsed = (time.perf_counter() - start) * 1000.0
             self.timings.append(Timing(method_s.upper(), full, None, elapsed))
-            raise RequestFailed(self._describe_error(method_s.upper(), full, exc)) from None
+            kind, why = self._classify(exc)
+            prefix = f"{self.check}: " if self.check else ""
+            raise RequestFailed(redact(f"{prefix}{method_s.upper()} {full}: {why}", self.secrets), kind) from None
         elapsed = (time.perf_counter() - start) * 1000.0
         self.timings.append(Timing(method_s.upper(), full, response.status_code, elapsed))
         response.elapsed_ms = elapsed  # type: ignore[attr-defined]
         return response
 
-    def _describe_error(self, method: str, url: str, exc: Exception) -> str:
+    def _classify(self, exc: Exception) -> tuple[str, str]:
         if isinstance(exc, requests.exceptions.SSLError):
             reason = re.search(r"\[SSL: [A-Z_]+\] ([^(]+?)(?: \(|'|\)|$)", str(exc))
-            why = "TLS error" + (f": {reason.group(1).strip()}" if reason else "")
-        elif isinstance(exc, requests.exceptions.ConnectTimeout):
-            why = f"connect timed out after {self.spec.connect_timeout_s:g} s"
-        elif isinstance(exc, requests.exceptions.ReadTimeout):
-            why = f"no answer within {self.spec.read_timeout_s:g} s (read timeout)"
-        elif isinstance(exc, requests.exceptions.TooManyRedirects):
-            why = "redirect loop"
-        elif isinstance(exc, requests.exceptions.ConnectionError):
-            why = "cannot connect (host unreachable or connection refused)"
-        else:
-            why = type(exc).__name__
-        prefix = f"{self.check}: " if self.check else ""
-        return redact(f"{prefix}{method} {url}: {why}", self.secrets)
+            return "tls", "TLS error" + (f": {reason.group(1).strip()}" if reason else "")
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return "connect-timeout", f"connect timed out after {self.spec.connect_timeout_s:g} s"
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return "read-timeout", f"no answer within {self.spec.read_timeout_s:g} s (read timeout)"
+        if isinstance(exc, requests.exceptions.TooManyRedirects):
+            return "redirects", "redirect loop (too many redirects)"
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            text = str(exc)
+            if "NameResolutionError" in text or "Name or service not known" in text or "getaddrinfo" in text:
+                return "dns", "DNS lookup failed (no such host)"
+            return "connect", "cannot connect (host unreachable or connection refused)"
+        return "other", type(exc).__name__
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)

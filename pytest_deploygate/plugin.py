@@ -4,6 +4,7 @@ deployment, metric collection across xdist workers, the verdict, the summary and
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import tempfile
@@ -70,6 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="gate policy (default: thresholds.toml at the rootdir, else the built-in one)")
     group.addoption("--no-builtin-suites", action="store_true", dest="deploygate_no_suites",
                     help="do not collect the built-in gate suites (fixtures only)")
+    group.addoption("--no-preflight", action="store_true", dest="deploygate_no_preflight",
+                    help="skip the reachability check of the environment before the checks")
     parser.addini("deploygate_env", "default environment for the gate")
     parser.addini("deploygate_config", "path of the environment definitions file")
     parser.addini("deploygate_thresholds", "path of the gate policy file")
@@ -146,6 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
             run.resolve(addresses)
     config.stash[RUN_KEY] = run
     _install_sigterm()
+    _redact_logging(config, run)
     if getattr(config.option, "dist", None) == "load":
         # load tests carry xdist_group("deploygate-load"): one worker runs them, one after another
         config.option.dist = "loadgroup"
@@ -179,9 +183,38 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if run is None or _is_worker(config) or _runs_no_tests(config):
         return
     stages = _demo_stages(run)
-    if not stages:
+    if stages:
+        _launch_demo(config, run, stages)
+    else:
         run.resolve({})
+    if not config.getoption("deploygate_no_preflight"):
+        _preflight(config, run)
+
+
+def _preflight(config: pytest.Config, run: GateRun) -> None:
+    """A dead environment fails fast, named once, instead of every check timing out."""
+    from .http import RequestFailed, client_for
+
+    env = run.environment
+    if not env.base_url:
         return
+    client = client_for(env, secrets=run.secrets, check=f"pre-flight of {env.name}")
+    try:
+        client.get("")
+    except RequestFailed as exc:
+        if not exc.unreachable:
+            return  # something answers (TLS trouble, slowness): the checks will say what is wrong
+        run.error = f"environment {env.name} is unreachable: {exc}"
+        from .report.json_report import write_error_report
+
+        write_error_report(run, __version__)
+        raise pytest.UsageError(f"deploygate: {run.error} (the gate could not run; --no-preflight skips this "
+                                "check)") from None
+    finally:
+        client.close()
+
+
+def _launch_demo(config: pytest.Config, run: GateRun, stages: dict[str, str]) -> None:
     try:
         from .demo.faults import FAULTS_ENV, FaultError, parse_faults
         from .demo.launcher import Demo, DemoError
@@ -255,11 +288,47 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Safety net for an interrupted run: delete records whose test never reached its teardown."""
+    """Safety net for an interrupted run: delete records whose test never reached its teardown; then
+    redact what other reporters wrote (Allure results) and restore logging."""
     from .fixtures import LEDGERS
 
     for ledger in list(LEDGERS):
         ledger.purge()
+    run = get_run(config)
+    if run is None:
+        return
+    allure_dir = getattr(config.option, "allure_report_dir", None)
+    if allure_dir and run.secrets:
+        for path in Path(allure_dir).glob("*"):
+            if path.is_file():
+                text = path.read_text(errors="replace")
+                clean = redact(text, run.secrets)
+                if clean != text:
+                    path.write_text(clean)
+    factory = config.stash.get(LOG_FACTORY_KEY, None)
+    if factory is not None:
+        logging.setLogRecordFactory(factory)
+
+
+LOG_FACTORY_KEY = pytest.StashKey[Any]()
+
+
+def _redact_logging(config: pytest.Config, run: GateRun) -> None:
+    """Every log record's message is redacted before any handler (pytest's capture, live logs) sees it."""
+    previous = logging.getLogRecordFactory()
+    config.stash[LOG_FACTORY_KEY] = previous
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        secrets = run.secrets
+        if secrets:
+            message = record.getMessage()
+            clean = redact(message, secrets)
+            if clean != message:
+                record.msg, record.args = clean, None
+        return record
+
+    logging.setLogRecordFactory(factory)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -291,11 +360,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if pending:
         setattr(report, METRICS_ATTR, list(pending))
         pending.clear()
+    run = get_run(item.config)
     if call.excinfo is not None and call.excinfo.errisinstance(CheckFailure):
-        run = get_run(item.config)
         message = str(call.excinfo.value)
         report.longrepr = redact(message, run.secrets) if run else message
+    if run is not None and run.secrets:
+        _redact_report(report, run.secrets)
     return report
+
+
+def _redact_report(report: pytest.TestReport, secrets: frozenset[str]) -> None:
+    """No secret reaches a report: terminal, JUnit, xdist and every other reporter read these fields."""
+    if report.longrepr is not None:
+        text = report.longreprtext
+        clean = redact(text, secrets)
+        if clean != text:
+            report.longrepr = clean
+    report.sections = [(title, redact(content, secrets)) for title, content in report.sections]
+    report.user_properties = [(k, redact(v, secrets) if isinstance(v, str) else v)
+                              for k, v in report.user_properties]
 
 
 class Collector:
@@ -380,6 +463,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.hook.pytest_deploygate_metrics(config=config, environment=env, record=record)
         run.verdict = judge(env.name, run.metrics, run.policy, run.tallies(), run.fail_on_warn)
         _log_threshold_reports(config, run)
+        _publish(run)
         run.report = build_report(run, int(exitstatus), __version__)
         write_report(run.report, run.report_path, run.secrets)
         config.hook.pytest_deploygate_verdict(config=config, verdict=run.verdict, report=run.report)
@@ -389,6 +473,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if run.verdict.failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _publish(run: GateRun) -> None:
+    """CloudWatch metrics and the webhook; a publishing failure is reported, it does not change the verdict."""
+    from .report.publish import post_webhook, publish_cloudwatch
+
+    assert run.verdict is not None
+    project = run.project
+    if project.cloudwatch is not None:
+        try:
+            sent = publish_cloudwatch(run, run.verdict, project.cloudwatch)
+            run.notes.append(f"published {sent} metrics to CloudWatch namespace {project.cloudwatch.namespace}")
+        except Exception as exc:
+            run.notes.append(redact(f"publishing to CloudWatch failed: {type(exc).__name__}: {exc}", run.secrets))
+    if project.webhook is not None:
+        try:
+            if post_webhook(run, run.verdict, project.webhook):
+                run.notes.append("webhook notified")
+        except Exception as exc:
+            run.notes.append(redact(f"webhook failed: {type(exc).__name__}: {exc}", run.secrets))
 
 
 def _log_threshold_reports(config: pytest.Config, run: GateRun) -> None:

@@ -34,8 +34,10 @@ def build_report(run: GateRun, exitstatus: int, version: str) -> dict[str, Any]:
         "run_id": run.run_id,
         "environment": {"name": env.name, "stage": env.stage, "protected": env.protected,
                         "base_url": env.base_url, "frontend_url": env.frontend_url},
-        "verdict": verdict.verdict,
-        "blocks_promotion": verdict.failed,
+        # an interrupted gate judged only part of the checks: it never lets a deployment through
+        "verdict": "INTERRUPTED" if exitstatus == 2 else verdict.verdict,
+        "partial_verdict": verdict.verdict if exitstatus == 2 else None,
+        "blocks_promotion": verdict.failed or exitstatus == 2,
         "fail_on_warn": verdict.fail_on_warn,
         "interrupted": exitstatus == 2,
         "exit_status": exitstatus,
@@ -60,3 +62,25 @@ def write_report(report: dict[str, Any], path: Path, secrets: Iterable[str]) -> 
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def write_error_report(run: GateRun, version: str) -> None:
+    """The report of a gate that could not run (unreachable environment): verdict ERROR, no checks."""
+    env = run.environment
+    report = {
+        "schema": SCHEMA_VERSION,
+        "plugin": {"name": "pytest-deploygate", "version": version},
+        "run_id": run.run_id,
+        "environment": {"name": env.name, "stage": env.stage, "protected": env.protected,
+                        "base_url": env.base_url, "frontend_url": env.frontend_url},
+        "verdict": "ERROR",
+        "blocks_promotion": True,
+        "error": run.error,
+        "interrupted": False,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(time.time()),
+        "tests": {"passed": 0, "failed": 0, "skipped": 0},
+        "categories": {},
+        "metrics": [],
+    }
+    write_report(report, run.report_path, run.secrets)

@@ -71,5 +71,7 @@ def write_summary(tr: Any, run: GateRun) -> None:
         tw.line(f"  {m.verdict} {_figure(m)}", **_MARKUP[m.verdict])
     blocked = verdict.failed
     label = f"GATE {verdict.verdict}" + (" (blocks promotion)" if blocked and verdict.verdict == WARN else "")
+    if run.report and run.report.get("interrupted"):
+        label = f"GATE INTERRUPTED (partial verdict {verdict.verdict}; blocks promotion)"
     tw.write(label, **_MARKUP.get(verdict.verdict, {}))
     tw.line(f"  environment {env.name}; report {run.report_path}")
