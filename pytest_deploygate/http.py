@@ -12,6 +12,7 @@ from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from .config import Environment, HttpSpec
@@ -123,7 +124,10 @@ class GateHTTP(requests.Session):
             return "tls", "TLS error" + (f": {reason.group(1).strip()}" if reason else "")
         if isinstance(exc, requests.exceptions.ConnectTimeout):
             return "connect-timeout", f"connect timed out after {self.spec.connect_timeout_s:g} s"
-        if isinstance(exc, requests.exceptions.ReadTimeout):
+        # urllib3 wraps a read timeout it may not retry in MaxRetryError, which requests turns into a
+        # ConnectionError: look at the reason, not just the class
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        if isinstance(exc, requests.exceptions.ReadTimeout) or isinstance(reason, ReadTimeoutError):
             return "read-timeout", f"no answer within {self.spec.read_timeout_s:g} s (read timeout)"
         if isinstance(exc, requests.exceptions.TooManyRedirects):
             return "redirects", "redirect loop (too many redirects)"
