@@ -1,0 +1,101 @@
+"""Gate accuracy harness: the whole gate once per known fault of the reference deployment, and N times
+healthy; prints the detection matrix (fault -> expected check -> caught?) and the false-alarm count.
+
+    python bench/accuracy.py [--healthy 20] [--duration 5]
+
+Each run is a real ``pytest --env ENV -m gate`` session in a scratch project holding this repository's
+deploygate.toml (load phase shortened to --duration seconds), against a freshly launched deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# fault, environment gated, the check that must catch it (test id fragment or metric), verdict expected
+CASES = [
+    ("health-down", "staging", "test_health[/health]", "FAIL"),
+    ("slow", "staging", "smoke.health.latency_ms", "FAIL"),
+    ("errors", "staging", "test_api_endpoint[/api/stories]", "FAIL"),
+    ("wrong-config", "staging", "test_config_js", "FAIL"),
+    ("frontend-broken", "staging", "test_frontend_assets", "FAIL"),
+    ("leak", "staging", "test_canary_stays_here[prod]", "FAIL"),
+    ("cors-wildcard", "prod", "test_cors_allows_only_own_origins", "FAIL"),
+    ("tail-latency", "staging", "performance.p95_ms", "FAIL"),
+    ("flaky", "staging", "performance.success_rate", "WARN"),
+    ("insecure-code", "staging", "security.bandit.high_count", "FAIL"),
+    ("vulnerable-deps", "staging", "security.audit.vulnerabilities_count", "FAIL"),
+    ("no-security-headers", "staging", "test_security_headers", "FAIL"),
+    ("cors-reflect", "prod", "test_cors_refuses_foreign_origins", "FAIL"),
+    ("open-auth", "staging", "test_protected_endpoint_refuses_anonymous", "FAIL"),
+    ("stack-trace", "staging", "test_errors_leak_nothing", "FAIL"),
+    ("secret-in-config", "staging", "test_frontend_has_no_secrets", "FAIL"),
+]
+
+
+def project(work: Path, duration: float) -> Path:
+    text = (REPO / "deploygate.toml").read_text()
+    text = text.replace("duration_s = 10", f"duration_s = {duration:g}").replace("warmup_s = 2", "warmup_s = 1")
+    (work / "deploygate.toml").write_text(text)
+    (work / "thresholds.toml").write_text((REPO / "thresholds.toml").read_text())
+    return work
+
+
+def gate(work: Path, env: str, faults: str) -> tuple[dict, float]:  # type: ignore[type-arg]
+    report = work / ".deploygate" / "report.json"
+    report.unlink(missing_ok=True)
+    environ = dict(os.environ, DEPLOYGATE_DEMO_FAULTS=faults)
+    started = time.perf_counter()
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--env", env, "-m", "gate"]
+    subprocess.run(cmd, cwd=work, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900,
+                   check=False)
+    return json.loads(report.read_text()), time.perf_counter() - started
+
+
+def findings(report: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    """Every failing test and every non-PASS metric of a report, with its level."""
+    out = {f["nodeid"]: "FAIL" for c in report["categories"].values() for f in c["failed_tests"]}
+    out.update({m["key"]: m["verdict"] for m in report["metrics"] if m["verdict"] in ("FAIL", "WARN")})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--healthy", type=int, default=20)
+    parser.add_argument("--duration", type=float, default=5.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = project(Path(tmp), args.duration)
+        print(f"{'fault':<20} {'env':<8} {'expected check':<44} {'caught':<7} verdict  also flagged")
+        caught_count = 0
+        for fault, env, check, level in CASES:
+            report, wall = gate(work, env, f"{env}:{fault}")
+            found = findings(report)
+            hits = [k for k, v in found.items() if check in k and v == level]
+            caught = bool(hits) and report["verdict"] == level
+            caught_count += caught
+            others = sorted({k.split("::")[-1].split("{")[0] for k in found if k not in hits})
+            print(f"{fault:<20} {env:<8} {check:<44} {'yes' if caught else 'NO':<7} {report['verdict']:<8} "
+                  f"{', '.join(others) or '-'}  ({wall:.0f} s)")
+        alarms = []
+        for i in range(args.healthy):
+            env = ("staging", "dev", "prod")[i % 3]
+            report, wall = gate(work, env, "")
+            if report["verdict"] != "PASS":
+                alarms.append(f"run {i + 1} ({env}): {report['verdict']}: {findings(report)}")
+        print(f"\ncaught {caught_count}/{len(CASES)} faults by the expected check; "
+              f"false alarms: {len(alarms)} in {args.healthy} healthy runs (staging, dev, prod in turn)")
+        for alarm in alarms:
+            print("  " + alarm)
+
+
+if __name__ == "__main__":
+    main()
