@@ -118,9 +118,9 @@ def _environment(args: argparse.Namespace) -> Environment:
         if demo is None or env.name not in demo.environments:
             raise ConfigError(f"environment {env.name} is the reference deployment, and none is running "
                               f"(start it with: deploygate demo up)")
-        a = demo.environments[env.name]
-        env = env.with_addresses(base_url=a["api_url"], frontend_url=a["frontend_url"],
-                                 endpoint_url=a["endpoint_url"], account_id=a["account_id"])
+        from .run import with_launched
+
+        env = with_launched(env, demo.environments[env.name])
     return env
 
 

@@ -69,13 +69,9 @@ class GateRun:
         out: dict[str, Environment] = {}
         for name, env in self.project.environments.items():
             if env.launch and name in addresses:
-                a = addresses[name]
-                env = env.with_addresses(
-                    base_url=a["api_url"], frontend_url=a["frontend_url"], endpoint_url=a["endpoint_url"],
-                    account_id=a["account_id"], token=a.get("token"),
-                    deployed={k: a[k] for k in DEPLOYED_FIELDS if a.get(k)})
-                if a.get("token"):
-                    self.extra_secrets.add(a["token"])
+                env = with_launched(env, addresses[name])
+                if addresses[name].get("token"):
+                    self.extra_secrets.add(addresses[name]["token"])
             out[name] = env
         self.environments = out
 
@@ -91,6 +87,14 @@ class GateRun:
             else:
                 tally.passed += 1
         return result
+
+
+def with_launched(env: Environment, address: Mapping[str, Any]) -> Environment:
+    """``env`` pointed at a launched reference deployment (URLs, emulator, token, deployed artifacts)."""
+    return env.with_addresses(
+        base_url=address["api_url"], frontend_url=address["frontend_url"], endpoint_url=address["endpoint_url"],
+        account_id=address["account_id"], token=address.get("token"),
+        deployed={k: address[k] for k in DEPLOYED_FIELDS if address.get(k)})
 
 
 RUN_KEY = pytest.StashKey[GateRun]()

@@ -4,6 +4,11 @@ real reference deployment on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,17 @@ def running_processes(module: str, marker: str) -> list[str]:
         if state != "Z" and module in args and marker in args:
             found.append(f"{proc.name} {args}")
     return found
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something true (and return that), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass
@@ -91,6 +107,15 @@ class Gate:
         result = self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
         report = json.loads(report_path.read_text()) if report_path.exists() else None
         return GateResult(result.ret, result.stdout.str(), result.stderr.str(), report, result)
+
+    def start(self, *args: str, faults: str | None = None) -> subprocess.Popen[str]:
+        """A gate run in the background (to signal or kill it); output is piped."""
+        env = dict(os.environ, TMPDIR=str(self.tmp))
+        env.pop("DEPLOYGATE_DEMO_FAULTS", None)
+        if faults:
+            env["DEPLOYGATE_DEMO_FAULTS"] = faults
+        return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=self.path,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def leftovers(self) -> list[str]:
         return demo_processes(str(self.tmp))

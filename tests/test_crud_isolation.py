@@ -16,19 +16,11 @@ import boto3
 import pytest
 import requests
 
-from gatehelpers import REPO, Gate
+from gatehelpers import REPO, Gate, wait_for
 
 DEPLOYGATE = str(Path(sys.executable).with_name("deploygate"))
 
 
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> Any:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class RunningDemo:
@@ -42,7 +34,7 @@ class RunningDemo:
         self.proc = subprocess.Popen(args, cwd=gate.path, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         state = gate.path / ".deploygate" / "demo" / "demo.json"
-        _wait_for(state.exists, what="demo up")
+        wait_for(state.exists, what="demo up")
         self.state = json.loads(state.read_text())
 
     def dynamodb(self, env: str) -> Any:
@@ -171,14 +163,10 @@ def test_allow_writes_runs_crud_on_prod(gate_project: Gate) -> None:
 
 @pytest.mark.demo_faults("staging:slow")
 def test_killed_run_leftovers_are_removed_by_cleanup(gate_project: Gate, running_demo: RunningDemo) -> None:
-    env = dict(os.environ, TMPDIR=str(gate_project.tmp))
-    env.pop("DEPLOYGATE_DEMO_FAULTS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "staging",
-                             "-m", "gate and crud"], cwd=gate_project.path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = gate_project.start("--env", "staging", "-m", "gate and crud")
     try:
         # mid-CRUD: a record exists (each slow step takes 3.5 s), then the run dies without teardown
-        _wait_for(lambda: running_demo.gate_records()["staging"] > 0, what="a gate record in staging")
+        wait_for(lambda: running_demo.gate_records()["staging"] > 0, what="a gate record in staging")
         proc.kill()
         proc.wait(timeout=10)
     finally:
@@ -200,13 +188,9 @@ def test_killed_run_leftovers_are_removed_by_cleanup(gate_project: Gate, running
 
 @pytest.mark.demo_faults("staging:slow")
 def test_sigterm_mid_crud_still_removes_the_records(gate_project: Gate, running_demo: RunningDemo) -> None:
-    env = dict(os.environ, TMPDIR=str(gate_project.tmp))
-    env.pop("DEPLOYGATE_DEMO_FAULTS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "staging",
-                             "-m", "gate and crud"], cwd=gate_project.path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = gate_project.start("--env", "staging", "-m", "gate and crud")
     try:
-        _wait_for(lambda: running_demo.gate_records()["staging"] > 0, what="a gate record in staging")
+        wait_for(lambda: running_demo.gate_records()["staging"] > 0, what="a gate record in staging")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 2  # interrupted
     finally:
@@ -234,7 +218,7 @@ def test_demo_expires_ttl_items(gate_project: Gate, running_demo: RunningDemo) -
     expired = requests.post(api + "/api/stories", json={"title": "old", "ttl": int(time.time()) - 10}, timeout=5)
     fresh = requests.post(api + "/api/stories", json={"title": "new", "ttl": int(time.time()) + 3600}, timeout=5)
     assert expired.status_code == fresh.status_code == 201
-    _wait_for(lambda: requests.get(f"{api}/api/stories/{expired.json()['id']}", timeout=5).status_code == 404,
+    wait_for(lambda: requests.get(f"{api}/api/stories/{expired.json()['id']}", timeout=5).status_code == 404,
               timeout=15, what="the TTL sweeper")
     assert requests.get(f"{api}/api/stories/{fresh.json()['id']}", timeout=5).status_code == 200
 
@@ -269,7 +253,7 @@ def json_server(tmp_path: Path):  # type: ignore[no-untyped-def]
             return False
 
     try:
-        _wait_for(up, timeout=30, what="json-server")
+        wait_for(up, timeout=30, what="json-server")
         yield url
     finally:
         proc.terminate()

@@ -13,25 +13,13 @@ from pathlib import Path
 
 import requests
 
-from gatehelpers import REPO, Gate
-
-
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from gatehelpers import REPO, Gate, wait_for
 
 
 def test_sigterm_mid_run_leaves_no_processes(gate_project: Gate) -> None:
-    env = dict(os.environ, TMPDIR=str(gate_project.tmp), DEPLOYGATE_DEMO_FAULTS="staging:slow")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "staging",
-                             "-m", "gate"], cwd=gate_project.path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = gate_project.start("--env", "staging", "-m", "gate", faults="staging:slow")
     try:
-        _wait_for(lambda: len(gate_project.leftovers()) >= 6, what="the deployment to start")
+        wait_for(lambda: len(gate_project.leftovers()) >= 6, what="the deployment to start")
         time.sleep(1.0)  # a slow health check is now in flight
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
@@ -39,22 +27,19 @@ def test_sigterm_mid_run_leaves_no_processes(gate_project: Gate) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 2, out  # pytest's "interrupted"
-    _wait_for(lambda: gate_project.leftovers() == [], timeout=10, what="demo processes to exit")
+    wait_for(lambda: gate_project.leftovers() == [], timeout=10, what="demo processes to exit")
 
 
 def test_killed_run_orphans_exit_by_themselves(gate_project: Gate) -> None:
-    env = dict(os.environ, TMPDIR=str(gate_project.tmp), DEPLOYGATE_DEMO_FAULTS="staging:slow")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "staging",
-                             "-m", "gate"], cwd=gate_project.path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = gate_project.start("--env", "staging", "-m", "gate", faults="staging:slow")
     try:
-        _wait_for(lambda: len(gate_project.leftovers()) >= 6, what="the deployment to start")
+        wait_for(lambda: len(gate_project.leftovers()) >= 6, what="the deployment to start")
         proc.kill()  # SIGKILL: no teardown runs at all
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
-    _wait_for(lambda: gate_project.leftovers() == [], timeout=10, what="orphans to notice and exit")
+    wait_for(lambda: gate_project.leftovers() == [], timeout=10, what="orphans to notice and exit")
 
 
 def test_demo_up_is_reused_by_the_plugin_and_demo_down_stops_it(gate_project: Gate) -> None:
@@ -65,7 +50,7 @@ def test_demo_up_is_reused_by_the_plugin_and_demo_down_stops_it(gate_project: Ga
     up = subprocess.Popen([deploygate, "demo", "up", "--fault", "prod:health-down"], cwd=gate_project.path,
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for(state.exists, what="demo up to write its state")
+        wait_for(state.exists, what="demo up to write its state")
         info = json.loads(state.read_text())
         pids = [p for e in info["environments"].values() for p in (e["api_pid"], e["aws_pid"])]
         assert len(pids) == 6
@@ -84,7 +69,7 @@ def test_demo_up_is_reused_by_the_plugin_and_demo_down_stops_it(gate_project: Ga
         up.wait(timeout=30)
         assert up.returncode == 0
         for pid in pids:
-            _wait_for(lambda pid=pid: not _alive(pid), timeout=10, what=f"pid {pid} to exit")
+            wait_for(lambda pid=pid: not _alive(pid), timeout=10, what=f"pid {pid} to exit")
         assert not state.exists()
     finally:
         if up.poll() is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from gatehelpers import Gate, running_processes
+from gatehelpers import Gate, running_processes, wait_for
 
 SHORT = """
 [environments.{env}.performance]
@@ -32,14 +31,6 @@ def shorten(gate: Gate, env: str = "staging", duration: float = 4, min_requests:
                                                     extra=extra))
 
 
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_healthy_load_passes_with_metrics_and_artifacts(gate_project: Gate) -> None:
@@ -115,19 +106,16 @@ def test_too_few_requests_is_a_failure_not_a_pass(gate_project: Gate) -> None:
 
 def test_interrupting_the_load_leaves_no_locust(gate_project: Gate) -> None:
     shorten(gate_project, duration=30, min_requests=10)
-    env = dict(os.environ, TMPDIR=str(gate_project.tmp))
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "staging",
-                             "-m", "gate and performance"], cwd=gate_project.path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = gate_project.start("--env", "staging", "-m", "gate and performance")
     try:
-        _wait_for(lambda: running_processes("locust", str(gate_project.path)), what="locust to start")
+        wait_for(lambda: running_processes("locust", str(gate_project.path)), what="locust to start")
         time.sleep(1.5)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 2
     finally:
         if proc.poll() is None:
             proc.kill()
-    _wait_for(lambda: not running_processes("locust", str(gate_project.path)), timeout=10,
+    wait_for(lambda: not running_processes("locust", str(gate_project.path)), timeout=10,
               what="locust to be gone")
     assert gate_project.leftovers() == []
 
@@ -167,16 +155,14 @@ def test_distributed_master_with_two_workers_on_loopback(gate_project: Gate) -> 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     shorten(gate_project, duration=5, extra=f"distributed = {{ expect_workers = 2, bind_port = {port} }}")
-    gate = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "staging", "-m",
-                             "gate and performance"], cwd=gate_project.path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, TMPDIR=str(gate_project.tmp)))
+    gate = gate_project.start("--env", "staging", "-m", "gate and performance")
     workers = []
     try:
         def master_up() -> bool:
             with socket.socket() as probe:
                 return probe.connect_ex(("127.0.0.1", port)) == 0
 
-        _wait_for(master_up, what="the locust master")
+        wait_for(master_up, what="the locust master")
         for _ in range(2):  # what a remote machine runs: only locust, the locustfile comes from the master
             workers.append(subprocess.Popen([sys.executable, "-m", "locust", "-f", "-", "--worker", "--master-host",
                                              "127.0.0.1", "--master-port", str(port)], cwd=gate_project.tmp,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -272,10 +271,7 @@ smoke = {{ endpoints = [{{ path = "/a" }}, {{ path = "/b" }}, {{ path = "/c" }}]
 
 
 def test_sigint_mid_run_leaves_a_partial_report_marked_interrupted(gate_project: Gate) -> None:
-    env = dict(os.environ, TMPDIR=str(gate_project.tmp), DEPLOYGATE_DEMO_FAULTS="staging:slow")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "staging",
-                             "-m", "gate and smoke"], cwd=gate_project.path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = gate_project.start("--env", "staging", "-m", "gate and smoke", faults="staging:slow")
     try:
         deadline = time.monotonic() + 60
         while len(gate_project.leftovers()) < 7 and time.monotonic() < deadline:
