@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, Environment, find_config, load_project
+from .config import THRESHOLDS_FILE, ConfigError, Environment, find_config, load_project
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 4
 DEFAULT_STATE_DIR = Path(".deploygate") / "demo"
@@ -171,11 +171,11 @@ def check_config(args: argparse.Namespace) -> int:
         envs = [args.env] if args.env else list(project.environments)
         for name in envs:
             project.environment(name)
-        thresholds = Path(args.thresholds) if args.thresholds else Path("thresholds.toml")
+        thresholds = Path(args.thresholds) if args.thresholds else Path(THRESHOLDS_FILE)
         if not thresholds.exists():
             if args.thresholds:
                 raise ConfigError("thresholds file not found", file=thresholds)
-            thresholds = Path(__file__).with_name("thresholds.toml")
+            thresholds = Path(__file__).with_name(THRESHOLDS_FILE)
         for name in envs:
             load_policy(thresholds, name)
     except ConfigError as exc:

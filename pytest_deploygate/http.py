@@ -138,8 +138,6 @@ class GateHTTP(requests.Session):
             return "connect", "cannot connect (host unreachable or connection refused)"
         return "other", type(exc).__name__
 
-    def redact(self, text: str) -> str:
-        return redact(text, self.secrets)
 
 
 def client_for(env: Environment, base_url: str | None = None, *, secrets: Iterable[str] = (),

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from . import __version__
-from .config import ConfigError, find_config, load_project
+from .config import THRESHOLDS_FILE, ConfigError, find_config, load_project
 from .gate import CATEGORIES, Metric, category_of, judge, make_metric
 from .http import CheckFailure, redact
 from .run import (
@@ -128,9 +128,9 @@ def pytest_configure(config: pytest.Config) -> None:
             if not policy_path.exists():
                 raise ConfigError("thresholds file not found", file=policy_path)
         else:
-            policy_path = rootdir / "thresholds.toml"
+            policy_path = rootdir / THRESHOLDS_FILE
             if not policy_path.exists():
-                policy_path = Path(__file__).with_name("thresholds.toml")
+                policy_path = Path(__file__).with_name(THRESHOLDS_FILE)
         policy = load_policy(policy_path, env_name)
     except ConfigError as exc:
         raise pytest.UsageError(f"deploygate: {exc}") from None

@@ -198,6 +198,7 @@ class Demo:
         self.state = state
         self.state_path = state_path
         self.owned = owned
+        self._procs: list[_Proc] = []  # the processes this object started (waited for on stop)
 
     @property
     def environments(self) -> dict[str, dict[str, Any]]:
@@ -274,8 +275,6 @@ class Demo:
             for p in procs:
                 _terminate(p.popen.pid, p.popen)
             raise
-
-    _procs: list[_Proc] = []
 
     def provision(self, stages: Mapping[str, str], faults: Mapping[str, frozenset[str]]) -> None:
         """Create each environment's tables (TTL on) and frontend bucket, as its deploy would."""
