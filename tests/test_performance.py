@@ -129,7 +129,7 @@ def test_prod_gets_a_probe_not_load(gate_project: Gate) -> None:
         res = gate_project.run("--env", "prod", "-m", "gate and performance")
         assert res.ret == 0, res.output
         served = requests.get(demo.api("prod") + "/_demo/stats", timeout=5).json()["requests"]
-        assert served == 20  # probe_requests sequential requests, no load
+        assert served == 20 + 1  # probe_requests sequential requests (and the pre-flight), no load
         assert res.metric("performance.requests_count", mode="probe")["value"] == 20
         assert res.metric("performance.p95_ms", mode="probe")["verdict"] == "PASS"
         assert "prod is protected: 20 sequential probe requests instead of load" in res.stdout
