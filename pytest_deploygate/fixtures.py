@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from .aws import EnvironmentAWS
-from .config import CollectionSpec, Environment
+from .config import Environment
 from .gate import Metric, make_metric
 from .http import GateHTTP, WriteRefused, client_for
 from .records import Collection, Ledger
 from .run import ARTIFACT_PROPERTY, FINDING_PROPERTY, METRICS_KEY, NOTE_PROPERTY, GateRun, get_run
+from .specs import CollectionSpec
 
 
 def _run(request: pytest.FixtureRequest) -> GateRun:

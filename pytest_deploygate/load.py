@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Environment, LoadTask, PerformanceSpec
+from .config import Environment
+from .specs import LoadTask, PerformanceSpec
 from .thresholds import Policy
 
 AUTH_VAR = "DEPLOYGATE_LOAD_AUTH"

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .config import CollectionSpec, Environment
+from .config import Environment
 from .http import CheckFailure, GateHTTP, json_body
+from .specs import CollectionSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests

@@ -9,9 +9,9 @@ from ..http import redact
 from ..thresholds import FAIL, PASS, SKIP, WARN
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..config import CloudWatchSpec, WebhookSpec
     from ..gate import Verdict
     from ..run import GateRun
+    from ..specs import CloudWatchSpec, WebhookSpec
 
 LEVEL_VALUE = {PASS: 0.0, SKIP: 0.0, WARN: 1.0, FAIL: 2.0}
 UNITS = {"ms": "Milliseconds", "%": "Percent", "s": "Seconds", "req/s": "Count/Second", "days": "None"}

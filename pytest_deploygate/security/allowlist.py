@@ -7,7 +7,7 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..config import AllowEntry
+from ..specs import AllowEntry
 
 
 @dataclass(frozen=True)
