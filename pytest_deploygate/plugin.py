@@ -4,10 +4,7 @@ deployment, metric collection across xdist workers, the verdict, the summary and
 from __future__ import annotations
 
 import json
-import logging
-import os
 import signal
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from . import __version__
 from .config import THRESHOLDS_FILE, ConfigError, find_config, load_project
 from .gate import CATEGORIES, Metric, category_of, judge, make_metric
 from .http import CheckFailure, redact
+from .redaction import redact_allure_results, redact_logging, redact_report, restore_logging
 from .run import (
     ARTIFACT_PROPERTY,
     FINDING_PROPERTY,
@@ -28,6 +26,7 @@ from .run import (
     env_name_from,
     get_run,
 )
+from .target import demo_stages, launch_demo, preflight
 from .thresholds import load_policy
 
 pytest_plugins = ["pytest_deploygate.fixtures"]
@@ -42,8 +41,6 @@ MARKERS = {
     "destructive": "writes to the environment: skipped on protected environments unless --allow-writes",
 }
 THRESHOLD_PREFIX = "deploygate::gate::"
-DEMO_STATE = Path(".deploygate") / "demo" / "demo.json"
-USAGE = pytest.ExitCode.USAGE_ERROR
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -149,7 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
             run.resolve(addresses)
     config.stash[RUN_KEY] = run
     _install_sigterm()
-    _redact_logging(config, run)
+    redact_logging(config, run)
     if getattr(config.option, "dist", None) == "load":
         # load tests carry xdist_group("deploygate-load"): one worker runs them, one after another
         config.option.dist = "loadgroup"
@@ -172,73 +169,19 @@ def _runs_no_tests(config: pytest.Config) -> bool:
                 or getattr(opt, "show_fixtures_per_test", False))
 
 
-def _demo_stages(run: GateRun) -> dict[str, str]:
-    return {n: e.stage for n, e in run.project.environments.items() if e.launch == "demo"}
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     run = get_run(config)
     if run is None or _is_worker(config) or _runs_no_tests(config):
         return
-    stages = _demo_stages(run)
+    stages = demo_stages(run)
     if stages:
-        _launch_demo(config, run, stages)
+        launch_demo(config, run, stages)
     else:
         run.resolve({})
     if not config.getoption("deploygate_no_preflight"):
-        _preflight(config, run)
-
-
-def _preflight(config: pytest.Config, run: GateRun) -> None:
-    """A dead environment fails fast, named once, instead of every check timing out."""
-    from .http import RequestFailed, client_for
-
-    env = run.environment
-    if not env.base_url:
-        return
-    client = client_for(env, secrets=run.secrets, check=f"pre-flight of {env.name}")
-    try:
-        client.get("")
-    except RequestFailed as exc:
-        if not exc.unreachable:
-            return  # something answers (TLS trouble, slowness): the checks will say what is wrong
-        run.error = f"environment {env.name} is unreachable: {exc}"
-        from .report.json_report import write_error_report
-
-        write_error_report(run, __version__)
-        raise pytest.UsageError(f"deploygate: {run.error} (the gate could not run; --no-preflight skips this "
-                                "check)") from None
-    finally:
-        client.close()
-
-
-def _launch_demo(config: pytest.Config, run: GateRun, stages: dict[str, str]) -> None:
-    try:
-        from .demo.faults import FAULTS_ENV, FaultError, parse_faults
-        from .demo.launcher import Demo, DemoError
-    except ImportError as exc:  # pragma: no cover - moto missing
-        raise pytest.UsageError(f"deploygate: the reference deployment needs moto: {exc}") from None
-    try:
-        faults = parse_faults(os.environ.get(FAULTS_ENV, ""), stages)
-    except FaultError as exc:
-        raise pytest.UsageError(f"deploygate: {FAULTS_ENV}: {exc}") from None
-    running = None if os.environ.get(FAULTS_ENV) else Demo.find(Path(config.rootpath) / DEMO_STATE)
-    if running is not None and set(stages) <= set(running.environments):
-        run.demo_note = f"reusing the reference deployment started by pid {running.state['owner_pid']}"
-        demo = running
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="deploygate-demo-"))
-        try:
-            demo = Demo.start(stages, faults, workdir)
-        except (DemoError, OSError) as exc:
-            raise pytest.UsageError(f"deploygate: could not start the reference deployment: {exc}") from None
-        config.add_cleanup(demo.stop)
-        active = demo.state["faults"]
-        run.demo_note = "launched the reference deployment" + (f" with faults {active}" if active else "")
-    run.demo = demo
-    run.resolve(demo.environments)
+        preflight(config, run)
 
 
 def _install_sigterm() -> None:
@@ -297,38 +240,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run = get_run(config)
     if run is None:
         return
-    allure_dir = getattr(config.option, "allure_report_dir", None)
-    if allure_dir and run.secrets:
-        for path in Path(allure_dir).glob("*"):
-            if path.is_file():
-                text = path.read_text(errors="replace")
-                clean = redact(text, run.secrets)
-                if clean != text:
-                    path.write_text(clean)
-    factory = config.stash.get(LOG_FACTORY_KEY, None)
-    if factory is not None:
-        logging.setLogRecordFactory(factory)
-
-
-LOG_FACTORY_KEY = pytest.StashKey[Any]()
-
-
-def _redact_logging(config: pytest.Config, run: GateRun) -> None:
-    """Every log record's message is redacted before any handler (pytest's capture, live logs) sees it."""
-    previous = logging.getLogRecordFactory()
-    config.stash[LOG_FACTORY_KEY] = previous
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        secrets = run.secrets
-        if secrets:
-            message = record.getMessage()
-            clean = redact(message, secrets)
-            if clean != message:
-                record.msg, record.args = clean, None
-        return record
-
-    logging.setLogRecordFactory(factory)
+    redact_allure_results(config, run.secrets)
+    restore_logging(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -365,20 +278,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         message = str(call.excinfo.value)
         report.longrepr = redact(message, run.secrets) if run else message
     if run is not None and run.secrets:
-        _redact_report(report, run.secrets)
+        redact_report(report, run.secrets)
     return report
-
-
-def _redact_report(report: pytest.TestReport, secrets: frozenset[str]) -> None:
-    """No secret reaches a report: terminal, JUnit, xdist and every other reporter read these fields."""
-    if report.longrepr is not None:
-        text = report.longreprtext
-        clean = redact(text, secrets)
-        if clean != text:
-            report.longrepr = clean
-    report.sections = [(title, redact(content, secrets)) for title, content in report.sections]
-    report.user_properties = [(k, redact(v, secrets) if isinstance(v, str) else v)
-                              for k, v in report.user_properties]
 
 
 class Collector:
