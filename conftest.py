@@ -15,8 +15,11 @@ collect_ignore = ["bench", "build", "dist"]
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    # A gate run from the repository root runs the gate, not the plugin's own tests (which need the
-    # test extras and run with `pytest tests`, without --env).
-    if collection_path == HERE / "tests" and current_environment(config) is not None:
+    # A gate run from the repository root (`--env`) runs the gate, not the plugin's own tests (which need
+    # the test extras); a plain `pytest` runs the plugin's tests, not the suites (which need an --env).
+    gate_run = current_environment(config) is not None
+    if collection_path == HERE / "tests" and gate_run:
+        return True
+    if collection_path == HERE / "suites" and not gate_run:
         return True
     return None
