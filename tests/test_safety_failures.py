@@ -18,7 +18,7 @@ import pytest
 import requests
 from test_crud_isolation import RunningDemo
 
-from gatehelpers import Gate
+from gatehelpers import Gate, running_processes, wait_for
 
 
 def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
@@ -304,4 +304,34 @@ def test_cleanup_refuses_a_protected_environment_without_allow_writes(gate_proje
                              capture_output=True, text=True, timeout=60)
         assert dry.returncode == 0 and "prod: 0 leftover gate record(s) found" in dry.stdout
     finally:
+        demo.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("point", ["mid-crud", "mid-load"])
+def test_interrupting_at_any_point_leaves_nothing_behind(gate_project: Gate, sig: int, point: str) -> None:
+    """No test record in any table, no Locust, and a readable report marked interrupted."""
+    path = gate_project.path / "deploygate.toml"
+    path.write_text(path.read_text() + "\n[environments.staging.performance]\nduration_s = 30\nwarmup_s = 1\n")
+    demo = RunningDemo(gate_project, ["staging:slow"] if point == "mid-crud" else [])
+    marker = "gate and crud" if point == "mid-crud" else "gate and performance"
+    proc = gate_project.start("--env", "staging", "-m", marker)
+    try:
+        if point == "mid-crud":  # a record exists: each slow CRUD step takes 3.5 s
+            wait_for(lambda: demo.gate_records()["staging"] > 0, what="a gate record in staging")
+        else:
+            wait_for(lambda: running_processes("locust", str(gate_project.path)), what="locust to start")
+            time.sleep(2)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 2, out
+        assert "GATE INTERRUPTED" in out
+        report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
+        assert report["interrupted"] is True and report["verdict"] == "INTERRUPTED"
+        assert demo.gate_records() == {"dev": 0, "staging": 0, "prod": 0}
+        wait_for(lambda: not running_processes("locust", str(gate_project.path)), timeout=10,
+                 what="locust to be gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
         demo.stop()
