@@ -145,7 +145,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if addresses:
             run.resolve(addresses)
     config.stash[RUN_KEY] = run
-    _install_sigterm()
+    _install_sigterm(config)
     redact_logging(config, run)
     if getattr(config.option, "dist", None) == "load":
         # load tests carry xdist_group("deploygate-load"): one worker runs them, one after another
@@ -184,13 +184,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         preflight(config, run)
 
 
-def _install_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so a killed run still tears down what it started."""
+SIGTERM_KEY = pytest.StashKey[Any]()
+
+
+def _install_sigterm(config: pytest.Config) -> None:
+    """Turn SIGTERM into KeyboardInterrupt so a killed run still tears down what it started (restored
+    at unconfigure: pytest may run in a process that outlives the session)."""
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         def interrupt(signum: int, frame: object) -> None:
             raise KeyboardInterrupt("SIGTERM")
 
         signal.signal(signal.SIGTERM, interrupt)
+        config.stash[SIGTERM_KEY] = signal.SIG_DFL
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -242,6 +247,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     redact_allure_results(config, run.secrets)
     restore_logging(config)
+    if SIGTERM_KEY in config.stash:
+        signal.signal(signal.SIGTERM, config.stash[SIGTERM_KEY])
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
