@@ -132,6 +132,13 @@ class Environment:
         parts = urlsplit(self.frontend_url)
         return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
 
+    @property
+    def probe_path(self) -> str:
+        """A cheap GET on this environment's API: the first smoke endpoint, else the health check, else /."""
+        if self.smoke.endpoints:
+            return self.smoke.endpoints[0].path
+        return self.smoke.health[0].path if self.smoke.health else "/"
+
     def fields(self) -> dict[str, str]:
         """Values that config templates may use: ``{service}``, ``{stage}``, ``{base_url}``, ..."""
         return {

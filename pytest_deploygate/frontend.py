@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import urljoin
 
 from .config import Environment
@@ -29,6 +30,20 @@ def parse_config_js(text: str) -> dict[str, str]:
     for m in _JS_VALUE.finditer(text):
         values.setdefault(m.group(1), next(g for g in m.groups()[1:] if g is not None))
     return values
+
+
+def fetch_config_js(client: Any, env: Environment) -> tuple[str, dict[str, str]] | None:
+    """``(url, values)`` of the environment's ``config.js`` fetched through ``client``; None when the
+    environment declares none; a CheckFailure when it does not load."""
+    from .http import CheckFailure
+
+    url = config_js_url(env)
+    if url is None:
+        return None
+    response = client.get(url)
+    if response.status_code != 200:
+        raise CheckFailure(f"config.js of {env.name}: GET {url} answered {response.status_code}")
+    return url, parse_config_js(response.text)
 
 
 class _Assets(HTMLParser):

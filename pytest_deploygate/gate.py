@@ -16,6 +16,11 @@ CATEGORIES = ("smoke", "crud", "isolation", "performance", "security")
 OTHER = "other"
 
 
+def metric_category(name: str) -> str:
+    """``smoke`` for ``smoke.health.latency_ms``."""
+    return name.split(".", 1)[0]
+
+
 @dataclass(frozen=True)
 class Metric:
     """One measured value: ``smoke.health.latency_ms{path=/health} = 12.5 ms``."""
@@ -28,7 +33,7 @@ class Metric:
 
     @property
     def category(self) -> str:
-        return self.name.split(".", 1)[0]
+        return metric_category(self.name)
 
     @property
     def key(self) -> str:
@@ -81,6 +86,10 @@ class MetricResult:
     threshold: str
     nodeid: str
 
+    @property
+    def category(self) -> str:
+        return metric_category(self.name)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["labels"] = dict(self.labels)
@@ -124,11 +133,11 @@ def judge(environment: str, metrics: Iterable[Metric], policy: Policy,
                                     desc, m.nodeid))
 
     categories: dict[str, dict[str, Any]] = {}
-    names = {r.name.split(".", 1)[0] for r in results} | set(tests)
+    names = {r.category for r in results} | set(tests)
     order = (*CATEGORIES, OTHER)
     for cat in sorted(names, key=lambda c: (order.index(c) if c in order else len(order), c)):
         tally = tests.get(cat, TestTally())
-        levels = [r.verdict for r in results if r.name.split(".", 1)[0] == cat]
+        levels = [r.verdict for r in results if r.category == cat]
         if tally.failed:
             levels.append(FAIL)
         if not levels and not tally.passed and not tally.skipped:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Environment
+from .http import RequestFailed
 from .specs import LoadTask, PerformanceSpec
 from .thresholds import Policy
 
@@ -388,7 +389,7 @@ def probe(http: Any, tasks: Iterable[LoadTask], count: int) -> LoadResult:
         try:
             response = http.request(task.method, task.path)
             ok = response.status_code in task.status
-        except AssertionError:  # RequestFailed: counts as a failed request
+        except RequestFailed:  # unreachable, timed out, TLS: a failed request
             ok = False
         samples.append(((time.perf_counter() - t0) * 1000.0, ok))
     return probe_summary(samples, time.perf_counter() - started)

@@ -417,7 +417,7 @@ def _log_threshold_reports(config: pytest.Config, run: GateRun) -> None:
         report = TestReport(
             nodeid=f"{THRESHOLD_PREFIX}{result.key}",
             location=("deploygate", None, f"gate::{result.key}"),
-            keywords={"gate": 1, result.name.split(".", 1)[0]: 1},
+            keywords={"gate": 1, result.category: 1},
             outcome="failed" if failed else "passed",
             longrepr=message if failed else None,
             when="call",

@@ -428,9 +428,8 @@ def build_publish(raw: dict[str, Any], src: Source, environ: Mapping[str, str], 
             raise src.error("webhook URLs carry a token: reference it, e.g. url = \"${SLACK_WEBHOOK_URL}\"",
                             ("publish", "webhook", "url"))
         # the whole URL is a secret (Slack-style webhook URLs are bearer tokens)
-        url = expand_vars(wh["url"], src, ("publish", "webhook", "url"), environ)
+        url = expand_vars(wh["url"], src, ("publish", "webhook", "url"), environ, secrets)
         secrets.add(url)
-        expand_vars(wh["url"], src, ("publish", "webhook", "url"), environ, secrets)
         webhook = WebhookSpec(url=url, on=tuple(wh.get("on", ["FAIL"])),
                               report_url=expand_vars(wh.get("report_url", ""), src, ("publish", "webhook"), environ),
                               timeout_s=float(wh.get("timeout_s", 10.0)))

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from pytest_deploygate import current_environment
-from pytest_deploygate.frontend import config_js_url, parse_config_js
+from pytest_deploygate.frontend import fetch_config_js
 from pytest_deploygate.http import CheckFailure
 from pytest_deploygate.records import MARK_ENV, Collection, Datastore
+from pytest_deploygate.security.posture import FOREIGN_ORIGIN
 
 pytestmark = [pytest.mark.gate, pytest.mark.isolation]
 
-FOREIGN_ORIGIN = "https://deploygate-foreign-origin.invalid"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -115,20 +115,11 @@ def test_no_foreign_records(deploy_env, records, aws_for, gate) -> None:  # type
                            + "; ".join(dict.fromkeys(leaks)))
 
 
-def _config_js(frontend, env) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    url = config_js_url(env)
-    if url is None:
-        return {}
-    response = frontend.get(url)
-    if response.status_code != 200:
-        raise CheckFailure(f"config.js of {env.name}: GET {response.url} answered {response.status_code}")
-    return parse_config_js(response.text)
-
-
 def test_configuration_is_own(deploy_env, peers, frontend, gate) -> None:  # type: ignore[no-untyped-def]
     """config.js and the declared resources reference only this environment; nothing is shared."""
     problems = []
-    values = _config_js(frontend, deploy_env) if deploy_env.frontend_url else {}
+    fetched = fetch_config_js(frontend, deploy_env) if deploy_env.frontend_url else None
+    values = fetched[1] if fetched else {}
     for peer in peers.values():
         markers = {f"{peer.name}'s API endpoint": peer.base_url.rstrip("/")}
         markers.update({f"{peer.name}'s table {t}": t for t in peer.tables})
@@ -170,8 +161,7 @@ def _own(env, marker: str) -> bool:  # type: ignore[no-untyped-def]
 def test_cors_allows_only_own_origins(deploy_env, peers, api, gate) -> None:  # type: ignore[no-untyped-def]
     """The API's CORS policy admits this environment's origins and no foreign one."""
     allowed = [deploy_env.format(o) for o in deploy_env.isolation.cors_origins]
-    path = (deploy_env.smoke.endpoints[0].path if deploy_env.smoke.endpoints
-            else deploy_env.smoke.health[0].path if deploy_env.smoke.health else "/")
+    path = deploy_env.probe_path
     problems = []
     foreign = [FOREIGN_ORIGIN] + [p.frontend_origin for p in peers.values()
                                   if p.frontend_origin and p.frontend_origin not in allowed]

@@ -18,6 +18,7 @@ from pytest_deploygate.frontend import asset_refs, config_js_url, page_url
 from pytest_deploygate.http import CheckFailure
 from pytest_deploygate.security.allowlist import decide
 from pytest_deploygate.security.posture import (
+    FOREIGN_ORIGIN,
     cors_problems,
     find_secrets,
     header_problems,
@@ -27,7 +28,6 @@ from pytest_deploygate.security.posture import (
 
 pytestmark = [pytest.mark.gate, pytest.mark.security]
 
-FOREIGN_ORIGIN = "https://deploygate-foreign-origin.invalid"
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
 
 
@@ -45,12 +45,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _paths(env, templates) -> list[str]:  # type: ignore[no-untyped-def]
     return [p for p in (env.format(t) for t in templates) if p]
-
-
-def _probe_path(env) -> str:  # type: ignore[no-untyped-def]
-    if env.smoke.endpoints:
-        return str(env.smoke.endpoints[0].path)
-    return str(env.smoke.health[0].path) if env.smoke.health else "/"
 
 
 def test_code_scan(deploy_env, gate) -> None:  # type: ignore[no-untyped-def]
@@ -151,7 +145,7 @@ def test_dependency_audit(deploy_env, gate) -> None:  # type: ignore[no-untyped-
 
 def test_security_headers(deploy_env, api, gate) -> None:  # type: ignore[no-untyped-def]
     """The API sends the expected security headers (HSTS too on https)."""
-    response = api.get(_probe_path(deploy_env))
+    response = api.get(deploy_env.probe_path)
     https = deploy_env.base_url.startswith("https://")
     problems = header_problems(response.headers, deploy_env.security.headers, https)
     gate.record("security.headers.missing_count", len(problems))
@@ -162,7 +156,7 @@ def test_security_headers(deploy_env, api, gate) -> None:  # type: ignore[no-unt
 def test_cors_refuses_foreign_origins(deploy_env, api, gate) -> None:  # type: ignore[no-untyped-def]
     """A foreign Origin is never allowed with credentials; on a protected environment not at all."""
     allowed = [deploy_env.format(o) for o in deploy_env.isolation.cors_origins]
-    response = api.get(_probe_path(deploy_env), headers={"Origin": FOREIGN_ORIGIN})
+    response = api.get(deploy_env.probe_path, headers={"Origin": FOREIGN_ORIGIN})
     problems = cors_problems(FOREIGN_ORIGIN, response.headers, deploy_env.protected, allowed)
     gate.record("security.cors.findings_count", len(problems))
     if problems:

@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from pytest_deploygate import current_environment
-from pytest_deploygate.frontend import asset_refs, config_js_url, page_url, parse_config_js
+from pytest_deploygate.frontend import asset_refs, fetch_config_js, page_url
 from pytest_deploygate.http import CheckFailure, json_body
 
 pytestmark = [pytest.mark.gate, pytest.mark.smoke]
@@ -107,11 +107,7 @@ def test_config_js(frontend, frontend_spec, deploy_env) -> None:  # type: ignore
     """The frontend's config.js names this environment and points at its API and resources."""
     if not frontend_spec.config_js:
         pytest.skip("smoke.frontend.config_js is empty")
-    url = config_js_url(deploy_env)
-    response = frontend.get(url)
-    if response.status_code != 200:
-        raise CheckFailure(f"config.js: GET {url} answered {response.status_code}")
-    found = parse_config_js(response.text)
+    url, found = fetch_config_js(frontend, deploy_env) or ("", {})
     wrong = []
     for key, template in frontend_spec.expect.items():
         expected = deploy_env.format(template)

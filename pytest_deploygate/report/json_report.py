@@ -20,20 +20,26 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def build_report(run: GateRun, exitstatus: int, version: str) -> dict[str, Any]:
-    assert run.verdict is not None
-    verdict = run.verdict
+def _header(run: GateRun, version: str) -> dict[str, Any]:
     env = run.environment
-    counts = {"passed": 0, "failed": 0, "skipped": 0}
-    for _category, outcome, _reason in run.outcomes.values():
-        counts[outcome] += 1
-    finished = time.time()
     return {
         "schema": SCHEMA_VERSION,
         "plugin": {"name": "pytest-deploygate", "version": version},
         "run_id": run.run_id,
         "environment": {"name": env.name, "stage": env.stage, "protected": env.protected,
                         "base_url": env.base_url, "frontend_url": env.frontend_url},
+    }
+
+
+def build_report(run: GateRun, exitstatus: int, version: str) -> dict[str, Any]:
+    assert run.verdict is not None
+    verdict = run.verdict
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    for _category, outcome, _reason in run.outcomes.values():
+        counts[outcome] += 1
+    finished = time.time()
+    return {
+        **_header(run, version),
         # an interrupted gate judged only part of the checks: it never lets a deployment through
         "verdict": "INTERRUPTED" if exitstatus == 2 else verdict.verdict,
         "partial_verdict": verdict.verdict if exitstatus == 2 else None,
@@ -66,13 +72,8 @@ def write_report(report: dict[str, Any], path: Path, secrets: Iterable[str]) -> 
 
 def write_error_report(run: GateRun, version: str) -> None:
     """The report of a gate that could not run (unreachable environment): verdict ERROR, no checks."""
-    env = run.environment
     report = {
-        "schema": SCHEMA_VERSION,
-        "plugin": {"name": "pytest-deploygate", "version": version},
-        "run_id": run.run_id,
-        "environment": {"name": env.name, "stage": env.stage, "protected": env.protected,
-                        "base_url": env.base_url, "frontend_url": env.frontend_url},
+        **_header(run, version),
         "verdict": "ERROR",
         "blocks_promotion": True,
         "error": run.error,

@@ -39,7 +39,7 @@ def write_summary(tr: Any, run: GateRun) -> None:
         return
     rows = []
     for name, cat in verdict.categories.items():
-        metrics = [m for m in verdict.metrics if m.name.split(".", 1)[0] == name]
+        metrics = [m for m in verdict.metrics if m.category == name]
         bad = [m for m in metrics if m.verdict in (FAIL, WARN)]
         judged = [m for m in metrics if m.verdict != INFO]
         shown = bad or judged[:3]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 SAFETY_KEY_VAR = "SAFETY_API_KEY"
@@ -108,8 +108,7 @@ def with_severities(result: AuditResult, osv_url: str, timeout_s: float = 10.0) 
             severity = str((record.get("database_specific") or {}).get("severity") or severity).upper()
         except (requests.RequestException, ValueError, AttributeError):
             pass
-        filled.append(Vulnerability(v.package, v.version, v.id, v.aliases, v.fix_versions, v.description, severity,
-                                    v.source))
+        filled.append(replace(v, severity=severity))
     result.vulnerabilities = filled
     return result
 

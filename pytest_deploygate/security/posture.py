@@ -29,6 +29,8 @@ TRACE_PATTERNS = (
     re.compile(r"(?i)\b(?:werkzeug|django|flask|express|node\.js)/\d+\.\d+"),
 )
 VERSIONED = re.compile(r"\d+\.\d+")
+#: an origin no environment may allow (the .invalid TLD never resolves)
+FOREIGN_ORIGIN = "https://deploygate-foreign-origin.invalid"
 
 
 def mask(value: str) -> str:
