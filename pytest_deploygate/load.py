@@ -276,7 +276,7 @@ class LocustRun:
         if spec.distributed is not None:
             d = spec.distributed
             cmd += ["--master", "--expect-workers", str(d.expect_workers), "--master-bind-host", d.bind_host,
-                    "--master-bind-port", str(d.bind_port), "--expect-workers-max-wait", "30"]
+                    "--master-bind-port", str(d.bind_port), "--expect-workers-max-wait", f"{math.ceil(d.max_wait_s)}"]
         elif spec.workers > 1:
             cmd += ["--processes", str(spec.workers)]
         return cmd + self.extra_args
@@ -284,7 +284,7 @@ class LocustRun:
     @property
     def timeout_s(self) -> float:
         """Hard wall-clock bound for the process: the run, plus start-up, worker wait and shutdown."""
-        extra = 45.0 if self.spec.distributed is not None else 30.0
+        extra = 30.0 + (self.spec.distributed.max_wait_s if self.spec.distributed is not None else 0.0)
         return min(self.spec.duration_s, self.spec.max_duration_s) + extra
 
     def run(self, policy: Policy, on_progress: Callable[[Progress], None] | None = None) -> LoadOutcome:

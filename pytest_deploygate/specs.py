@@ -30,7 +30,7 @@ PERFORMANCE_SPEC = {
     "pacing_s": NUMBER,
     "min_requests": int, "workers": int, "max_users": int, "max_duration_s": NUMBER, "locustfile": str,
     "abort_on_fail": bool, "probe_requests": int, "tasks": [LOAD_TASK_SPEC],
-    "distributed": {"expect_workers": int, "bind_host": str, "bind_port": int},
+    "distributed": {"expect_workers": int, "bind_host": str, "bind_port": int, "max_wait_s": NUMBER},
 }
 
 ALLOW_SPEC = {"id": str, "path": str, "reason": str, "expires": Either(str, datetime.date)}
@@ -182,6 +182,7 @@ class DistributedSpec:
     expect_workers: int
     bind_host: str = "127.0.0.1"
     bind_port: int = 5557
+    max_wait_s: float = 30.0  # how long the master waits for all workers before the check fails
 
 
 @dataclass(frozen=True)
@@ -340,8 +341,10 @@ def build_performance(raw: dict[str, Any], smoke_raw: dict[str, Any], src: Sourc
     if dist is not None:
         if dist.get("expect_workers", 0) < 1:
             raise src.error("distributed.expect_workers must be at least 1", (*path, "distributed"))
+        if dist.get("max_wait_s", 30) <= 0:
+            raise src.error("distributed.max_wait_s must be positive", (*path, "distributed"))
         distributed = DistributedSpec(dist["expect_workers"], dist.get("bind_host", "127.0.0.1"),
-                                      dist.get("bind_port", 5557))
+                                      dist.get("bind_port", 5557), float(dist.get("max_wait_s", 30)))
     spawn = raw.get("spawn_rate")
     if spawn is not None and spawn <= 0:
         raise src.error("spawn_rate must be positive", (*path, "spawn_rate"))

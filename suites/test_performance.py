@@ -90,6 +90,11 @@ def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  #
     if result is None:
         last = (outcome.log_tail.strip().splitlines() or [""])[-1]
         why = outcome.aborted or f"exit code {outcome.exit_code}"
+        d = spec.distributed
+        if d is not None and "Gave up waiting for workers" in outcome.log_tail:
+            raise CheckFailure(f"performance: fewer than {d.expect_workers} Locust workers joined the master at "
+                               f"{d.bind_host}:{d.bind_port} within {d.max_wait_s:g} s (distributed.max_wait_s); "
+                               "no load was run")
         raise CheckFailure(f"performance: Locust produced no results ({why}): {last}".rstrip(": "))
     gate.record("performance.requests_count", result.requests)
     if result.requests < spec.min_requests:

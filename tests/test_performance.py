@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -163,12 +164,19 @@ def test_distributed_master_with_two_workers_on_loopback(gate_project: Gate) -> 
                 return probe.connect_ex(("127.0.0.1", port)) == 0
 
         wait_for(master_up, what="the locust master")
-        for _ in range(2):  # what a remote machine runs: only locust, the locustfile comes from the master
-            workers.append(subprocess.Popen([sys.executable, "-m", "locust", "-f", "-", "--worker", "--master-host",
-                                             "127.0.0.1", "--master-port", str(port)], cwd=gate_project.tmp,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        out, _ = gate.communicate(timeout=120)
-        assert gate.returncode == 0, out
+        logs = [gate_project.tmp / f"worker-{i}.log" for i in range(2)]
+        for log in logs:  # what a remote machine runs: only locust, the locustfile comes from the master
+            # Each worker gets its own temp dir, as on separate machines: Locust writes the downloaded
+            # locustfile to $TMPDIR under the master's file name, and two workers sharing it race.
+            own_tmp = log.with_suffix("")
+            own_tmp.mkdir()
+            with log.open("wb") as sink:
+                workers.append(subprocess.Popen([sys.executable, "-m", "locust", "-f", "-", "--worker",
+                                                 "--master-host", "127.0.0.1", "--master-port", str(port)],
+                                                cwd=own_tmp, env=dict(os.environ, TMPDIR=str(own_tmp)),
+                                                stdout=sink, stderr=subprocess.STDOUT))
+        out, _ = gate.communicate(timeout=150)
+        assert gate.returncode == 0, out + "".join(f"\n--- {log.name}\n{log.read_text()}" for log in logs)
         for w in workers:
             w.wait(timeout=30)  # workers stop when the master quits
     finally:
@@ -186,3 +194,16 @@ def test_load_is_pinned_to_one_xdist_worker(gate_project: Gate) -> None:
     assert res.ret == 0, res.output
     assert "LoadGroupScheduling" in res.stdout  # xdist_group("deploygate-load") is honoured
     assert res.report is not None and res.report["categories"]["performance"]["verdict"] == "PASS"
+
+
+def test_distributed_master_fails_clearly_when_workers_do_not_join(gate_project: Gate) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    shorten(gate_project, duration=5,
+            extra=f"distributed = {{ expect_workers = 2, bind_port = {port}, max_wait_s = 2 }}")
+    res = gate_project.run("--env", "staging", "-m", "gate and performance")
+    assert res.ret == 1, res.output
+    assert (f"FAILED test_performance.py::test_performance: performance: fewer than 2 Locust workers joined the "
+            f"master at 127.0.0.1:{port} within 2 s (distributed.max_wait_s); no load was run") in res.stdout
+    assert running_processes("locust", str(gate_project.path)) == []
