@@ -217,8 +217,12 @@ class Progress:
     rps: float
     p95_ms: float
     avg_ms: float
+    waiting_for: str = ""  # what the run waits for before the first user starts (distributed workers)
 
     def line(self, duration_s: float) -> str:
+        if self.users == 0 and self.requests == 0:
+            return f"load: starting, {self.elapsed_s:.1f} s" + (f", waiting for {self.waiting_for}"
+                                                                if self.waiting_for else "")
         return (f"load: {self.elapsed_s:4.1f}/{duration_s:g} s  {self.users} users  {self.requests} requests  "
                 f"{self.rps:.0f} req/s  {self.failures} failures  p95 {self.p95_ms:.0f} ms")
 
@@ -310,6 +314,8 @@ class LocustRun:
             started = time.monotonic()
             deadline = started + self.timeout_s
             measuring_from: float | None = None
+            d = self.spec.distributed
+            waiting = f"{d.expect_workers} Locust workers at {d.bind_host}:{d.bind_port}" if d is not None else ""
             while self.proc.poll() is None:
                 if time.monotonic() > deadline:
                     aborted = f"locust did not finish within {self.timeout_s:g} s; killed"
@@ -328,7 +334,7 @@ class LocustRun:
                 count = int(_num(row, "Total Request Count"))
                 progress = Progress(elapsed, int(_num(row, "User Count")), count,
                                     int(_num(row, "Total Failure Count")), count / elapsed if elapsed else 0.0,
-                                    _num(row, "95%"), _num(row, "Total Average Response Time"))
+                                    _num(row, "95%"), _num(row, "Total Average Response Time"), waiting)
                 if on_progress is not None:
                     on_progress(progress)
                 if (self.spec.abort_on_fail and aborted is None and elapsed > self.spec.warmup_s

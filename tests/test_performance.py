@@ -201,9 +201,11 @@ def test_distributed_master_fails_clearly_when_workers_do_not_join(gate_project:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     shorten(gate_project, duration=5,
-            extra=f"distributed = {{ expect_workers = 2, bind_port = {port}, max_wait_s = 2 }}")
+            extra=f"distributed = {{ expect_workers = 2, bind_port = {port}, max_wait_s = 5 }}")
     res = gate_project.run("--env", "staging", "-m", "gate and performance")
     assert res.ret == 1, res.output
     assert (f"FAILED test_performance.py::test_performance: performance: fewer than 2 Locust workers joined the "
-            f"master at 127.0.0.1:{port} within 2 s (distributed.max_wait_s); no load was run") in res.stdout
+            f"master at 127.0.0.1:{port} within 5 s (distributed.max_wait_s); no load was run") in res.stdout
     assert running_processes("locust", str(gate_project.path)) == []
+    # The live line says what the run is waiting for instead of counting load seconds past the duration.
+    assert "load: starting, " in res.stdout and f"waiting for 2 Locust workers at 127.0.0.1:{port}" in res.stdout
