@@ -219,7 +219,7 @@ def test_demo_expires_ttl_items(gate_project: Gate, running_demo: RunningDemo) -
     fresh = requests.post(api + "/api/stories", json={"title": "new", "ttl": int(time.time()) + 3600}, timeout=5)
     assert expired.status_code == fresh.status_code == 201
     wait_for(lambda: requests.get(f"{api}/api/stories/{expired.json()['id']}", timeout=5).status_code == 404,
-              timeout=15, what="the TTL sweeper")
+              timeout=45, what="the TTL sweeper")
     assert requests.get(f"{api}/api/stories/{fresh.json()['id']}", timeout=5).status_code == 200
 
 

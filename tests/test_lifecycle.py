@@ -27,7 +27,7 @@ def test_sigterm_mid_run_leaves_no_processes(gate_project: Gate) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 2, out  # pytest's "interrupted"
-    wait_for(lambda: gate_project.leftovers() == [], timeout=10, what="demo processes to exit")
+    wait_for(lambda: gate_project.leftovers() == [], timeout=30, what="demo processes to exit")
 
 
 def test_killed_run_orphans_exit_by_themselves(gate_project: Gate) -> None:
@@ -39,7 +39,7 @@ def test_killed_run_orphans_exit_by_themselves(gate_project: Gate) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    wait_for(lambda: gate_project.leftovers() == [], timeout=10, what="orphans to notice and exit")
+    wait_for(lambda: gate_project.leftovers() == [], timeout=30, what="orphans to notice and exit")
 
 
 def test_demo_up_is_reused_by_the_plugin_and_demo_down_stops_it(gate_project: Gate) -> None:
@@ -69,7 +69,7 @@ def test_demo_up_is_reused_by_the_plugin_and_demo_down_stops_it(gate_project: Ga
         up.wait(timeout=30)
         assert up.returncode == 0
         for pid in pids:
-            wait_for(lambda pid=pid: not _alive(pid), timeout=10, what=f"pid {pid} to exit")
+            wait_for(lambda pid=pid: not _alive(pid), timeout=30, what=f"pid {pid} to exit")
         assert not state.exists()
     finally:
         if up.poll() is None:

@@ -116,7 +116,7 @@ def test_interrupting_the_load_leaves_no_locust(gate_project: Gate) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    wait_for(lambda: not running_processes("locust", str(gate_project.path)), timeout=10,
+    wait_for(lambda: not running_processes("locust", str(gate_project.path)), timeout=30,
               what="locust to be gone")
     assert gate_project.leftovers() == []
 

@@ -329,7 +329,7 @@ def test_interrupting_at_any_point_leaves_nothing_behind(gate_project: Gate, sig
         report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
         assert report["interrupted"] is True and report["verdict"] == "INTERRUPTED"
         assert demo.gate_records() == {"dev": 0, "staging": 0, "prod": 0}
-        wait_for(lambda: not running_processes("locust", str(gate_project.path)), timeout=10,
+        wait_for(lambda: not running_processes("locust", str(gate_project.path)), timeout=30,
                  what="locust to be gone")
     finally:
         if proc.poll() is None:
