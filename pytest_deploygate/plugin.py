@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import types
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,7 @@ def suites_dir() -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    INTERRUPTED.clear()
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     env_name, source = env_name_from(config.getoption("deploygate_env"), config.getini("deploygate_env"))
@@ -185,6 +188,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 SIGTERM_KEY = pytest.StashKey[Any]()
+INTERRUPTED: set[bool] = set()  # non-empty once this process saw the session interrupted
 
 
 def _install_sigterm(config: pytest.Config) -> None:
@@ -196,6 +200,40 @@ def _install_sigterm(config: pytest.Config) -> None:
 
         signal.signal(signal.SIGTERM, interrupt)
         config.stash[SIGTERM_KEY] = signal.SIG_DFL
+
+
+def _numbered(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The same traceback with a line number on every entry. On CPython 3.11+ a signal that lands on an
+    instruction without a source line leaves ``tb_lineno`` None, and pytest's own report of the
+    KeyboardInterrupt then crashes (``None - 1``): the run would end in a traceback, exit 1, without its
+    "interrupted" status. The entry gets the frame's first line instead."""
+    entries = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    if all(e.tb_lineno is not None for e in entries):
+        return entries[0] if entries else None
+    rebuilt: types.TracebackType | None = None
+    for e in reversed(entries):
+        if e.tb_lineno is None:  # no instruction offset (-1): formatters then use the line number given
+            rebuilt = types.TracebackType(rebuilt, e.tb_frame, -1, e.tb_frame.f_code.co_firstlineno)
+        else:
+            rebuilt = types.TracebackType(rebuilt, e.tb_frame, e.tb_lasti, e.tb_lineno)
+    return rebuilt
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> Generator[None, None, None]:
+    """Let pytest report an interruption whatever instruction the signal landed on (see ``_numbered``).
+    The run counts as interrupted even if reporting it fails further in."""
+    INTERRUPTED.add(True)
+    raw = getattr(excinfo, "_excinfo", None)
+    if raw is not None and raw[2] is not None:
+        tb = _numbered(raw[2])
+        if tb is not raw[2]:
+            excinfo._excinfo = (raw[0], raw[1].with_traceback(tb), tb)  # type: ignore[assignment]
+            excinfo._traceback = None
+    return (yield)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -360,6 +398,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from .report.json_report import build_report, write_report
 
+    if INTERRUPTED and exitstatus != pytest.ExitCode.INTERRUPTED:
+        exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED  # pytest failed to report it
     try:
         env = run.environment
 

@@ -286,10 +286,47 @@ def test_sigint_mid_run_leaves_a_partial_report_marked_interrupted(gate_project:
     report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
     assert report["interrupted"] is True and report["exit_status"] == 2
     assert report["tests"]["passed"] >= 1
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while gate_project.leftovers() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert gate_project.leftovers() == []
+
+
+def test_an_interrupt_on_an_instruction_without_a_line_is_still_an_interrupted_run(gate_project: Gate) -> None:
+    """CPython 3.11+: a signal landing on an instruction with no source line leaves a traceback entry with
+    ``tb_lineno`` None, on which pytest's own KeyboardInterrupt report crashes (seen in CI, mid-CRUD). The
+    run must still end as interrupted: exit 2, a report marked INTERRUPTED, no traceback."""
+    gate_project.pytester.makepyfile(test_ctrl_c="""
+        import sys, types
+
+        def test_first():
+            pass
+
+        def test_interrupted_here():
+            try:  # exception handling adds instructions that have no source line
+                pass
+            except ValueError:
+                pass
+            frame = sys._getframe()
+            where = next(2 * i for i, pos in enumerate(frame.f_code.co_positions()) if pos[0] is None)
+            unnumbered = types.TracebackType(None, frame, where, -1)  # as if the signal had landed there
+            assert unnumbered.tb_lineno is None
+            raise KeyboardInterrupt().with_traceback(unnumbered)
+    """)
+    res = gate_project.run("--env", "staging", "--no-builtin-suites", "test_ctrl_c.py")
+    assert res.ret == 2, res.output
+    assert "GATE INTERRUPTED" in res.stdout and "KeyboardInterrupt" in res.stdout
+    assert "Traceback" not in res.output and "INTERNALERROR" not in res.output
+    assert res.report is not None and res.report["verdict"] == "INTERRUPTED" and res.report["interrupted"] is True
+    assert res.report["tests"]["passed"] == 1
+    # Even when another plugin's report of the interruption breaks, the gate report never says PASS.
+    gate_project.pytester.makepyfile(brokenreporter="""
+        def pytest_keyboard_interrupt(excinfo):
+            raise RuntimeError("a reporter that breaks")
+    """)
+    broken = gate_project.run("--env", "staging", "--no-builtin-suites", "-p", "brokenreporter", "test_ctrl_c.py")
+    assert broken.ret != 0 and "GATE PASS" not in broken.stdout, broken.output
+    assert broken.report is not None and broken.report["verdict"] == "INTERRUPTED", broken.output
 
 
 def test_cleanup_refuses_a_protected_environment_without_allow_writes(gate_project: Gate) -> None:
