@@ -34,7 +34,7 @@ import json
 import os
 
 import locust.stats
-from locust import HttpUser, between, constant_pacing
+from locust import between, constant_pacing
 
 # Flush Locust's CSV history every second: the gate follows it for its live line and early abort.
 locust.stats.CSV_STATS_INTERVAL_SEC = 1
@@ -42,20 +42,37 @@ locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
 
 SPEC = json.loads({spec!r})
 AUTH = os.environ.get("{auth_var}")
+HEADERS = {{"User-Agent": "pytest-deploygate-load", **({{SPEC["auth_header"]: AUTH}} if AUTH else {{}})}}
+FAST = SPEC["client"] == "fast"
+
+if FAST:  # geventhttpclient: several times the request rate of python-requests per core
+    import functools
+
+    import gevent.ssl
+    from locust.contrib.fasthttp import FastHttpUser as BaseUser
+else:
+    from locust import HttpUser as BaseUser
 
 
-class GateUser(HttpUser):
+class GateUser(BaseUser):
     wait_time = constant_pacing(SPEC["pacing_s"]) if SPEC["pacing_s"] else between(*SPEC["wait_s"])
+    if FAST:
+        connection_timeout, network_timeout = SPEC["timeout"]
+        default_headers = HEADERS
+        insecure = SPEC["verify"] is False
+        if isinstance(SPEC["verify"], str):  # the environment's CA bundle
+            ssl_context_factory = functools.partial(gevent.ssl.create_default_context, cafile=SPEC["verify"])
 
     def on_start(self):
-        if AUTH:
-            self.client.headers[SPEC["auth_header"]] = AUTH
-        self.client.headers["User-Agent"] = "pytest-deploygate-load"
+        if not FAST:
+            self.client.headers.update(HEADERS)
 
 
 def _task(spec):
     def run(user):
-        kwargs = {{"name": spec["name"], "catch_response": True, "timeout": tuple(SPEC["timeout"])}}
+        kwargs = {{"name": spec["name"], "catch_response": True}}
+        if not FAST:  # verify per request: requests lets $REQUESTS_CA_BUNDLE override a session's
+            kwargs.update(timeout=tuple(SPEC["timeout"]), verify=SPEC["verify"])
         if spec.get("body") is not None:
             kwargs["json"] = spec["body"]
         with user.client.request(spec["method"], spec["path"], **kwargs) as response:
@@ -77,6 +94,9 @@ def render_locustfile(env: Environment, spec: PerformanceSpec) -> str:
     data = {
         "wait_s": list(spec.wait_s),
         "pacing_s": spec.pacing_s,
+        "client": spec.client,
+        # Locust runs in the gate's work directory: a relative CA bundle path is made absolute
+        "verify": str(Path(env.http.ca_bundle).resolve()) if env.http.ca_bundle else env.http.verify,
         "timeout": [env.http.connect_timeout_s, env.http.read_timeout_s],
         "auth_header": env.auth.header if env.auth else "Authorization",
         "tasks": [{"name": t.name, "method": t.method, "path": t.path, "weight": t.weight,
@@ -293,7 +313,8 @@ class LocustRun:
 
     def run(self, policy: Policy, on_progress: Callable[[Progress], None] | None = None) -> LoadOutcome:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        locustfile = Path(self.spec.locustfile) if self.spec.locustfile else self.workdir / "locustfile.py"
+        # Locust runs in the work directory: the user's locustfile path (relative to where pytest runs) is made absolute
+        locustfile = Path(self.spec.locustfile).resolve() if self.spec.locustfile else self.workdir / "locustfile.py"
         if not self.spec.locustfile:
             locustfile.write_text(render_locustfile(self.env, self.spec))
         env = dict(os.environ)

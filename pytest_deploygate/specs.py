@@ -27,7 +27,7 @@ LOAD_TASK_SPEC = {
 }
 PERFORMANCE_SPEC = {
     "users": int, "spawn_rate": NUMBER, "duration_s": NUMBER, "warmup_s": NUMBER, "wait_s": [NUMBER],
-    "pacing_s": NUMBER,
+    "pacing_s": NUMBER, "client": OneOf("http", "fast"),
     "min_requests": int, "workers": int, "max_users": int, "max_duration_s": NUMBER, "locustfile": str,
     "abort_on_fail": bool, "probe_requests": int, "tasks": [LOAD_TASK_SPEC],
     "distributed": {"expect_workers": int, "bind_host": str, "bind_port": int, "max_wait_s": NUMBER},
@@ -194,6 +194,8 @@ class PerformanceSpec:
     wait_s: tuple[float, float] = (0.0, 0.0)
     #: each user starts a task every pacing_s seconds (Locust constant_pacing): a fixed request rate
     pacing_s: float | None = None
+    #: Locust's user class: "http" (HttpUser, python-requests) or "fast" (FastHttpUser, geventhttpclient)
+    client: str = "http"
     min_requests: int = 100
     workers: int = 1
     max_users: int = 500
@@ -358,6 +360,7 @@ def build_performance(raw: dict[str, Any], smoke_raw: dict[str, Any], src: Sourc
         workers=raw.get("workers", 1), max_users=max_users, max_duration_s=max_duration,
         locustfile=raw.get("locustfile"), abort_on_fail=raw.get("abort_on_fail", True),
         probe_requests=raw.get("probe_requests", d.probe_requests), tasks=tuple(tasks), distributed=distributed,
+        client=raw.get("client", d.client),
     )
 
 

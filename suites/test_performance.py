@@ -8,6 +8,7 @@ environment there is no load unless ``--allow-load``: a light sequential latency
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,9 @@ def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  #
         raise WriteRefused(f"performance: the load tasks of {deploy_env.name} write, and it is protected: "
                            "pass --allow-writes as well as --allow-load")
 
+    if spec.locustfile and not Path(spec.locustfile).is_file():
+        raise CheckFailure(f"performance: locustfile {spec.locustfile} not found (performance.locustfile, "
+                           f"relative to {Path.cwd()})")
     workdir = deploygate_run.report_path.parent / "performance"
     runner = LocustRun(deploy_env, spec, workdir,
                        auth_value=deploy_env.auth.value if deploy_env.auth and deploy_env.auth.value else None)

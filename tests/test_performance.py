@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -71,6 +72,63 @@ def test_fault_fails_the_right_metric(gate_project: Gate, fault: str, failing: l
         assert f"FAIL {name}" in res.stdout
     for name in passing:
         assert res.metric(name)["verdict"] == "PASS", name
+
+
+@pytest.mark.parametrize("client", ["http", "fast"])
+def test_both_locust_clients_send_the_token_and_judge_statuses(gate_project: Gate, client: str) -> None:
+    """HttpUser and FastHttpUser alike: the environment's token reaches a protected endpoint (a 200 only
+    with the right bearer token), and a wrong status is a failed request."""
+    tasks = ('tasks = [{ name = "stories", path = "/api/stories", weight = 3 }, '
+             '{ name = "admin", path = "/api/admin/export" }]')
+    shorten(gate_project, extra=f'client = "{client}"\n{tasks}')
+    res = gate_project.run("--env", "staging", "-m", "gate and performance")
+    assert res.ret == 0, res.output
+    assert res.metric("performance.success_rate")["value"] == 100.0
+    assert res.metric("performance.endpoint.requests_count", endpoint="GET admin")["value"] > 0
+    locustfile = (gate_project.path / ".deploygate" / "performance" / "locustfile.py").read_text()
+    assert "Bearer" not in locustfile  # the token travels in the environment, never in the file
+    # The same task expecting 401 (what an anonymous caller gets): every admin request now fails.
+    path = gate_project.path / "deploygate.toml"
+    path.write_text(path.read_text().replace('path = "/api/admin/export" }', 'path = "/api/admin/export", '
+                                                                               'status = 401 }'))
+    wrong = gate_project.run("--env", "staging", "-m", "gate and performance")
+    assert wrong.ret == 1, wrong.output
+    assert wrong.metric("performance.success_rate")["verdict"] == "FAIL"
+    admin = {k: wrong.metric(f"performance.endpoint.{k}", endpoint="GET admin")["value"]
+             for k in ("requests_count", "failures_count")}
+    assert admin["requests_count"] > 0 and admin["failures_count"] == admin["requests_count"]
+
+
+def test_a_user_locustfile_relative_to_the_project(gate_project: Gate) -> None:
+    """``locustfile`` instead of tasks: the team's own file (a path relative to where pytest runs) drives the
+    load, gets the token from $DEPLOYGATE_LOAD_AUTH, and is judged like the generated one."""
+    (gate_project.path / "perf").mkdir()
+    (gate_project.path / "perf" / "team_load.py").write_text(textwrap.dedent("""
+        import os
+
+        from locust import HttpUser, constant, task
+
+
+        class TeamUser(HttpUser):
+            wait_time = constant(0.05)
+
+            @task
+            def export(self):
+                headers = {"Authorization": os.environ["DEPLOYGATE_LOAD_AUTH"]}
+                self.client.get("/api/admin/export", headers=headers, name="team export")
+    """))
+    shorten(gate_project, extra='locustfile = "perf/team_load.py"')
+    res = gate_project.run("--env", "staging", "-m", "gate and performance")
+    assert res.ret == 0, res.output
+    assert res.metric("performance.endpoint.requests_count", endpoint="GET team export")["value"] >= 20
+    assert res.metric("performance.success_rate")["value"] == 100.0
+    # A locustfile that is not there is a failed check that names it.
+    path = gate_project.path / "deploygate.toml"
+    path.write_text(path.read_text().replace("perf/team_load.py", "perf/missing.py"))
+    missing = gate_project.run("--env", "staging", "-m", "gate and performance")
+    assert missing.ret == 1
+    reason = next(iter(missing.failed_tests().values()))
+    assert "performance: locustfile perf/missing.py not found" in reason, reason
 
 
 def test_errors_abort_the_run_early(gate_project: Gate) -> None:
