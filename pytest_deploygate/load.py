@@ -46,10 +46,11 @@ HEADERS = {{"User-Agent": "pytest-deploygate-load", **({{SPEC["auth_header"]: AU
 FAST = SPEC["client"] == "fast"
 
 if FAST:  # geventhttpclient: several times the request rate of python-requests per core
-    import functools
-
     import gevent.ssl
     from locust.contrib.fasthttp import FastHttpUser as BaseUser
+
+    def _environment_ca(cafile=None):  # geventhttpclient passes its own default bundle: use the environment's
+        return gevent.ssl.create_default_context(cafile=SPEC["verify"])
 else:
     from locust import HttpUser as BaseUser
 
@@ -61,7 +62,7 @@ class GateUser(BaseUser):
         default_headers = HEADERS
         insecure = SPEC["verify"] is False
         if isinstance(SPEC["verify"], str):  # the environment's CA bundle
-            ssl_context_factory = functools.partial(gevent.ssl.create_default_context, cafile=SPEC["verify"])
+            ssl_context_factory = staticmethod(_environment_ca)
 
     def on_start(self):
         if not FAST:

@@ -279,3 +279,30 @@ def test_tls_problems_fail_the_tls_check(gate_project: Gate, https_site: dict[st
     assert res.ret == 1, res.output
     reason = next(r for n, r in res.failed_tests().items() if "test_tls" in n)
     assert words in reason
+
+
+@pytest.mark.parametrize("https_site", [(90, "127.0.0.1", True)], indirect=True)
+@pytest.mark.parametrize("client", ["http", "fast"])
+def test_load_over_tls_uses_the_environments_ca_bundle(gate_project: Gate, https_site: dict[str, str],
+                                                        client: str) -> None:
+    """Both Locust clients verify the certificate against ``http.ca_bundle``; without it, every request
+    fails verification (the private CA is not trusted) and the performance check fails."""
+    _tls_project(gate_project, https_site)
+    path = gate_project.path / "deploygate.toml"
+    path.write_text(path.read_text() + f"""
+[environments.edge.performance]
+users = 4
+duration_s = 3
+min_requests = 10
+client = "{client}"
+tasks = [{{ name = "root", path = "/" }}]
+""")
+    res = gate_project.run("--env", "edge", "-m", "gate and performance")
+    assert res.ret == 0, res.output
+    assert res.metric("performance.success_rate")["value"] == 100.0
+    ca = https_site["ca"]
+    path.write_text(path.read_text().replace(f'http = {{ ca_bundle = "{ca}" }}\n', ""))
+    untrusted = gate_project.run("--env", "edge", "-m", "gate and performance")
+    assert untrusted.ret == 1, untrusted.output
+    reason = next(iter(untrusted.failed_tests().values()))
+    assert "performance.success_rate" in reason or "performance: " in reason, reason
