@@ -14,7 +14,7 @@ import pytest
 
 from . import __version__
 from .config import THRESHOLDS_FILE, ConfigError, find_config, load_project
-from .gate import CATEGORIES, Metric, category_of, judge, make_metric
+from .gate import CATEGORIES, Metric, MetricResult, category_of, judge, make_metric
 from .http import CheckFailure, redact
 from .redaction import redact_allure_results, redact_logging, redact_report, restore_logging
 from .run import (
@@ -443,17 +443,26 @@ def _publish(run: GateRun) -> None:
             run.notes.append(redact(f"webhook failed: {type(exc).__name__}: {exc}", run.secrets))
 
 
+def _threshold_message(result: MetricResult) -> str:
+    return (f"{result.key} = {result.value:g} {result.unit} breaches {result.verdict.lower()} "
+            f"level {result.limit}").replace("  ", " ")
+
+
 def _log_threshold_reports(config: pytest.Config, run: GateRun) -> None:
-    """Every judged threshold becomes its own test case (JUnit, allure, ...) named after the metric."""
+    """Every judged threshold becomes its own test case named after the metric: through
+    ``pytest_runtest_logreport`` for JUnit, xdist and the terminal; through Allure's reporter for Allure."""
     from _pytest.reports import TestReport
 
+    from .report.allure import report_thresholds
+
     assert run.verdict is not None
+    if getattr(config.option, "allure_report_dir", None):
+        report_thresholds(run.verdict, run.environment.name, run.fail_on_warn, _threshold_message)
     for result in run.verdict.metrics:
         if result.verdict == "INFO":
             continue
         failed = result.verdict == "FAIL" or (run.fail_on_warn and result.verdict == "WARN")
-        message = (f"{result.key} = {result.value:g} {result.unit} breaches {result.verdict.lower()} "
-                   f"level {result.limit}").replace("  ", " ")
+        message = _threshold_message(result)
         report = TestReport(
             nodeid=f"{THRESHOLD_PREFIX}{result.key}",
             location=("deploygate", None, f"gate::{result.key}"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -104,6 +105,24 @@ def test_every_threshold_is_a_junit_test_case(gate_project: Gate) -> None:
     assert cases[breach[0]].find("failure") is not None
     passing = [n for n in cases if n and "smoke.health.latency_ms" in n]
     assert passing and cases[passing[0]].find("failure") is None
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_every_threshold_is_an_allure_test_case(gate_project: Gate, workers: list[str]) -> None:
+    res = gate_project.run("--env", "staging", "-m", "gate and smoke", "--alluredir", "allure", *workers,
+                           faults="staging:frontend-broken")
+    assert res.ret == 1, res.output
+    results = [json.loads(p.read_text()) for p in (gate_project.path / "allure").glob("*-result.json")]
+    thresholds = {r["name"]: r for r in results if r.get("fullName", "").startswith("deploygate::gate::")}
+    breach = thresholds["smoke.frontend.missing_assets_count"]
+    assert breach["status"] == "failed"
+    assert "breaches fail level > 0" in breach["statusDetails"]["message"]
+    labels = {(label["name"], label["value"]) for label in breach["labels"]}
+    assert {("suite", "smoke"), ("parentSuite", "deploygate gate: staging"), ("tag", "verdict:FAIL")} <= labels
+    passing = next(r for n, r in thresholds.items() if n.startswith("smoke.health.latency_ms"))
+    assert passing["status"] == "passed"
+    # the checks themselves are there too (allure-pytest's own results), once each
+    assert sum(1 for r in results if r["name"] == "test_frontend_assets") == 1
 
 
 def test_warn_passes_unless_fail_on_warn(gate_project: Gate) -> None:
