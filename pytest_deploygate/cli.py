@@ -184,6 +184,26 @@ def check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def report(args: argparse.Namespace) -> int:
+    """Print a gate report as Markdown; the exit code says whether it blocks promotion."""
+    import json
+
+    from .report.markdown import render_markdown
+
+    path = Path(args.path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return _fail(f"{path}: no gate report there (run the gate first, or pass its --gate-report path)",
+                     EXIT_USAGE)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _fail(f"{path}: not a gate report: {exc}", EXIT_USAGE)
+    if not isinstance(data, dict) or "verdict" not in data:
+        return _fail(f"{path}: not a gate report: no verdict in it", EXIT_USAGE)
+    sys.stdout.write(render_markdown(data))
+    return EXIT_FAILED if data.get("blocks_promotion", data["verdict"] != "PASS") else EXIT_OK
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -228,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--thresholds", help="gate policy (default: thresholds.toml)")
     check.add_argument("--env", help="check only this environment")
     check.set_defaults(func=check_config)
+
+    rep = sub.add_parser("report", help="print a gate report as Markdown (exit 1 if it blocks promotion)")
+    rep.add_argument("path", nargs="?", default=".deploygate/report.json", help="the JSON gate report")
+    rep.set_defaults(func=report)
     return parser
 
 

@@ -57,6 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="environment to gate (default: $DEPLOYGATE_ENV, then ini deploygate_env)")
     group.addoption("--gate-report", dest="deploygate_report", metavar="PATH",
                     help="where to write the JSON gate report (default: .deploygate/report.json)")
+    group.addoption("--gate-markdown", dest="deploygate_markdown", metavar="PATH",
+                    help="also write the verdict as Markdown to PATH (e.g. \"$GITHUB_STEP_SUMMARY\")")
     group.addoption("--fail-on-warn", action="store_true", dest="deploygate_fail_on_warn",
                     help="a WARN verdict fails the gate too")
     group.addoption("--allow-writes", action="store_true", dest="deploygate_allow_writes",
@@ -137,8 +139,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
     report = _resolve(config, _path_option(config, "deploygate_report", "deploygate_report"),
                       rootdir / ".deploygate" / "report.json")
+    markdown = config.getoption("deploygate_markdown")
     run = GateRun(env_name=env_name, env_source=source, project=project, policy=policy,
                   config_path=config_path, report_path=report,
+                  markdown_path=_resolve(config, markdown, Path()) if markdown else None,
                   fail_on_warn=bool(config.getoption("deploygate_fail_on_warn")),
                   allow_writes=bool(config.getoption("deploygate_allow_writes")),
                   allow_load=bool(config.getoption("deploygate_allow_load")))
@@ -413,7 +417,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _log_threshold_reports(config, run)
         _publish(run)
         run.report = build_report(run, int(exitstatus), __version__)
-        write_report(run.report, run.report_path, run.secrets)
+        write_report(run.report, run.report_path, run.secrets, run.markdown_path)
         config.hook.pytest_deploygate_verdict(config=config, verdict=run.verdict, report=run.report)
     except Exception as exc:  # never raise out of sessionfinish: say what broke, fail the gate
         run.error = f"{type(exc).__name__}: {exc}"

@@ -30,6 +30,8 @@ class GateRun:
     policy: Policy
     config_path: Path
     report_path: Path
+    #: where to write the Markdown summary too (--gate-markdown), e.g. $GITHUB_STEP_SUMMARY
+    markdown_path: Path | None = None
     fail_on_warn: bool = False
     allow_writes: bool = False
     allow_load: bool = False

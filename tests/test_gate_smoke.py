@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -123,6 +126,30 @@ def test_every_threshold_is_an_allure_test_case(gate_project: Gate, workers: lis
     assert passing["status"] == "passed"
     # the checks themselves are there too (allure-pytest's own results), once each
     assert sum(1 for r in results if r["name"] == "test_frontend_assets") == 1
+
+
+def test_markdown_summary_for_ci_and_the_report_command(gate_project: Gate) -> None:
+    res = gate_project.run("--env", "staging", "-m", "gate and smoke", "--gate-markdown", "out/summary.md",
+                           faults="staging:frontend-broken")
+    assert res.ret == 1, res.output
+    summary = (gate_project.path / "out" / "summary.md").read_text()
+    assert summary.startswith("## ❌ deploygate: staging — GATE FAIL")
+    assert "| smoke | ❌ FAIL | 8/9 | `smoke.frontend.missing_assets_count` " in summary
+    assert "- `test_smoke.py::test_frontend_assets`: " in summary
+    assert "- FAIL `smoke.frontend.missing_assets_count` " in summary
+    # the same from the JSON report, by the command line; the exit code says it blocks promotion
+    deploygate = str(Path(sys.executable).with_name("deploygate"))
+    printed = subprocess.run([deploygate, "report"], cwd=gate_project.path, capture_output=True, text=True,
+                             timeout=60)
+    assert printed.returncode == 1 and printed.stdout == summary, printed.stderr
+    healthy = gate_project.run("--env", "staging", "-m", "gate and smoke")
+    assert healthy.ret == 0, healthy.output
+    ok = subprocess.run([deploygate, "report"], cwd=gate_project.path, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "GATE PASS" in ok.stdout and "| smoke | ✅ PASS | 9/9 |" in ok.stdout
+    for bad, words in (("missing.json", "no gate report there"), ("deploygate.toml", "not a gate report")):
+        err = subprocess.run([deploygate, "report", bad], cwd=gate_project.path, capture_output=True, text=True,
+                             timeout=60)
+        assert err.returncode == 2 and words in err.stderr and "Traceback" not in err.stderr, err.stderr
 
 
 def test_warn_passes_unless_fail_on_warn(gate_project: Gate) -> None:

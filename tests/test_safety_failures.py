@@ -173,7 +173,8 @@ def test_a_planted_secret_appears_nowhere(gate_project: Gate, webhook: list[dict
             assert token == "something else", token
     """)
     res = gate_project.run("--env", "staging", "-m", "gate and not performance",
-                           "--alluredir", "allure-results", "--junitxml", "junit.xml", "-rA", "-o", "log_cli=true")
+                           "--alluredir", "allure-results", "--junitxml", "junit.xml", "--gate-markdown", "summary.md",
+                           "-rA", "-o", "log_cli=true")
     assert res.ret == 1
     assert webhook, "the failing run notified the webhook"
     assert secret not in res.stdout + res.stderr
@@ -183,6 +184,7 @@ def test_a_planted_secret_appears_nowhere(gate_project: Gate, webhook: list[dict
     assert any(p.name == "junit.xml" for p in produced)
     assert any(p.parent.name == "allure-results" for p in produced)
     assert any(p.name == "report.json" for p in produced)
+    assert "`test_leaky.py::test_leaks_everywhere`" in (gate_project.path / "summary.md").read_text()
     leaks = [str(p) for p in produced if secret.encode() in p.read_bytes()]
     assert leaks == []
     assert "***" in (gate_project.path / "junit.xml").read_text()  # redacted, not dropped

@@ -61,12 +61,21 @@ def build_report(run: GateRun, exitstatus: int, version: str) -> dict[str, Any]:
     }
 
 
-def write_report(report: dict[str, Any], path: Path, secrets: Iterable[str]) -> None:
-    """Write ``report`` to ``path`` atomically, with every secret value redacted."""
+def write_report(report: dict[str, Any], path: Path, secrets: Iterable[str], markdown: Path | None = None) -> None:
+    """Write ``report`` to ``path`` atomically (and its Markdown summary to ``markdown``), every secret value
+    redacted."""
+    secrets = list(secrets)
+    _write(path, redact(json.dumps(report, indent=2, sort_keys=False), secrets) + "\n")
+    if markdown is not None:
+        from .markdown import render_markdown
+
+        _write(markdown, redact(render_markdown(report), secrets))
+
+
+def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = redact(json.dumps(report, indent=2, sort_keys=False), secrets)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 
 
@@ -84,4 +93,4 @@ def write_error_report(run: GateRun, version: str) -> None:
         "categories": {},
         "metrics": [],
     }
-    write_report(report, run.report_path, run.secrets)
+    write_report(report, run.report_path, run.secrets, run.markdown_path)
