@@ -90,6 +90,17 @@ class MetricResult:
     def category(self) -> str:
         return metric_category(self.name)
 
+    @property
+    def breach(self) -> str:
+        """``key = value unit breaches fail level > limit``: why this threshold fails (or warns)."""
+        return (f"{self.key} = {self.value:g} {self.unit} breaches {self.verdict.lower()} "
+                f"level {self.limit}").replace("  ", " ")
+
+    @property
+    def judged(self) -> str:
+        """``FAIL: key = value unit (threshold)``."""
+        return f"{self.verdict}: {self.key} = {self.value:g} {self.unit} ({self.threshold})"
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["labels"] = dict(self.labels)
@@ -107,6 +118,11 @@ class Verdict:
     @property
     def failed(self) -> bool:
         return self.verdict == FAIL or (self.fail_on_warn and self.verdict == WARN)
+
+    def thresholds(self) -> list[tuple[MetricResult, bool]]:
+        """Every judged (non-INFO) metric, and whether it fails the gate."""
+        return [(m, m.verdict == FAIL or (self.fail_on_warn and m.verdict == WARN))
+                for m in self.metrics if m.verdict != INFO]
 
 
 def category_of(keywords: Iterable[str]) -> str:

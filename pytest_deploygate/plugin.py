@@ -14,7 +14,7 @@ import pytest
 
 from . import __version__
 from .config import THRESHOLDS_FILE, ConfigError, find_config, load_project
-from .gate import CATEGORIES, Metric, MetricResult, category_of, judge, make_metric
+from .gate import CATEGORIES, Metric, category_of, judge, make_metric
 from .http import CheckFailure, redact
 from .redaction import redact_allure_results, redact_logging, redact_report, restore_logging
 from .run import (
@@ -447,11 +447,6 @@ def _publish(run: GateRun) -> None:
             run.notes.append(redact(f"webhook failed: {type(exc).__name__}: {exc}", run.secrets))
 
 
-def _threshold_message(result: MetricResult) -> str:
-    return (f"{result.key} = {result.value:g} {result.unit} breaches {result.verdict.lower()} "
-            f"level {result.limit}").replace("  ", " ")
-
-
 def _log_threshold_reports(config: pytest.Config, run: GateRun) -> None:
     """Every judged threshold becomes its own test case named after the metric: through
     ``pytest_runtest_logreport`` for JUnit, xdist and the terminal; through Allure's reporter for Allure."""
@@ -461,21 +456,16 @@ def _log_threshold_reports(config: pytest.Config, run: GateRun) -> None:
 
     assert run.verdict is not None
     if getattr(config.option, "allure_report_dir", None):
-        report_thresholds(run.verdict, run.environment.name, run.fail_on_warn, _threshold_message)
-    for result in run.verdict.metrics:
-        if result.verdict == "INFO":
-            continue
-        failed = result.verdict == "FAIL" or (run.fail_on_warn and result.verdict == "WARN")
-        message = _threshold_message(result)
+        report_thresholds(run.verdict)
+    for result, failed in run.verdict.thresholds():
         report = TestReport(
             nodeid=f"{THRESHOLD_PREFIX}{result.key}",
             location=("deploygate", None, f"gate::{result.key}"),
             keywords={"gate": 1, result.category: 1},
             outcome="failed" if failed else "passed",
-            longrepr=message if failed else None,
+            longrepr=result.breach if failed else None,
             when="call",
-            sections=[("deploygate", f"{result.verdict}: {result.key} = {result.value:g} "
-                                     f"{result.unit} ({result.threshold})")],
+            sections=[("deploygate", result.judged)],
             duration=0.0,
             user_properties=[("verdict", result.verdict), ("value", result.value),
                              ("threshold", result.threshold)],

@@ -8,15 +8,13 @@ Allure's own model and file format, nothing home-made.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..gate import MetricResult, Verdict
+    from ..gate import Verdict
 
 
-def report_thresholds(verdict: Verdict, environment: str, fail_on_warn: bool,
-                      message: Callable[[MetricResult], str]) -> int:
+def report_thresholds(verdict: Verdict) -> int:
     """Send one Allure test result per judged threshold; returns how many (0 without allure-pytest)."""
     try:
         import allure_commons
@@ -24,19 +22,17 @@ def report_thresholds(verdict: Verdict, environment: str, fail_on_warn: bool,
         from allure_commons.utils import md5, now, uuid4
     except ImportError:
         return 0
+    environment = verdict.environment
     sent = 0
     stamp = now()
-    for result in verdict.metrics:
-        if result.verdict == "INFO":
-            continue
-        failed = result.verdict == "FAIL" or (fail_on_warn and result.verdict == "WARN")
+    for result, failed in verdict.thresholds():
         case = TestResult(
             uuid=uuid4(), name=result.key, fullName=f"deploygate::gate::{result.key}",
             historyId=md5("deploygate", environment, result.key), testCaseId=md5("deploygate", result.key),
             status=Status.FAILED if failed else Status.PASSED,
-            statusDetails=StatusDetails(message=message(result)) if result.verdict != "PASS" else None,
+            statusDetails=StatusDetails(message=result.breach) if result.verdict != "PASS" else None,
             stage="finished", start=stamp, stop=stamp,
-            description=f"{result.verdict}: {result.key} = {result.value:g} {result.unit} ({result.threshold})",
+            description=result.judged,
             labels=[Label(name="parentSuite", value=f"deploygate gate: {environment}"),
                     Label(name="suite", value=result.category), Label(name="feature", value=result.category),
                     Label(name="tag", value=f"verdict:{result.verdict}"),

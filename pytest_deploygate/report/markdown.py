@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..gate import metric_category
+from ..gate import MetricResult
+from .terminal import figure, tests_cell
 
 _ICON = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "⛔", "INTERRUPTED": "⛔", "SKIP": "⏭️"}
 
@@ -14,13 +15,6 @@ _ICON = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "⛔", "INTERR
 def _cell(text: object) -> str:
     """A table cell: pipes escaped, one line."""
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _figure(m: Mapping[str, Any]) -> str:
-    key = m.get("key") or m["name"]
-    value = f"{m['value']:g}" + (f" {m['unit']}" if m.get("unit") else "")
-    limit = f"{m['verdict'].lower()} level {m['limit']}" if m.get("limit") else m.get("threshold") or ""
-    return f"`{key}` {value}" + (f" ({limit})" if limit else "")
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
@@ -34,17 +28,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report.get("error"):
         lines += [f"The gate could not run: {_cell(report['error'])}", ""]
     categories: Mapping[str, Any] = report.get("categories") or {}
-    metrics = list(report.get("metrics") or [])
+    metrics = [MetricResult(**m) for m in report.get("metrics") or []]
     if categories:
         lines += ["| category | verdict | tests | breaches |", "|---|---|---|---|"]
         for cat, info in categories.items():
-            t = info.get("tests", {})
-            tests = f"{t.get('passed', 0)}/{t.get('passed', 0) + t.get('failed', 0)}"
-            if t.get("skipped"):
-                tests += f" ({t['skipped']} skipped)"
-            bad = [m for m in metrics if metric_category(m["name"]) == cat and m["verdict"] in ("FAIL", "WARN")]
-            lines.append(f"| {_cell(cat)} | {_ICON.get(info.get('verdict'), '')} {info.get('verdict')} | {tests} "
-                         f"| {_cell('; '.join(_figure(m) for m in bad[:3]) + (' …' if len(bad) > 3 else ''))} |")
+            bad = [m for m in metrics if m.category == cat and m.verdict in ("FAIL", "WARN")]
+            figures = "; ".join(figure(m, code=True) for m in bad[:3]) + (" …" if len(bad) > 3 else "")
+            lines.append(f"| {_cell(cat)} | {_ICON.get(info['verdict'], '')} {info['verdict']} "
+                         f"| {tests_cell(info['tests'])} | {_cell(figures)} |")
         lines.append("")
     failed = [(f["nodeid"], f["reason"]) for info in categories.values() for f in info.get("failed_tests", [])]
     if failed:
@@ -53,10 +44,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         if len(failed) > 20:
             lines.append(f"- … {len(failed) - 20} more in the JSON report")
         lines.append("")
-    breaches = [m for m in metrics if m["verdict"] in ("FAIL", "WARN")]
+    breaches = [m for m in metrics if m.verdict in ("FAIL", "WARN")]
     if breaches:
         lines += ["**Thresholds breached**", ""]
-        lines += [f"- {m['verdict']} {_figure(m)}" for m in breaches[:20]]
+        lines += [f"- {m.verdict} {figure(m, code=True)}" for m in breaches[:20]]
         if len(breaches) > 20:
             lines.append(f"- … {len(breaches) - 20} more in the JSON report")
         lines.append("")

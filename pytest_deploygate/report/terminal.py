@@ -12,8 +12,9 @@ if TYPE_CHECKING:  # pragma: no cover
 _MARKUP = {PASS: {"green": True}, WARN: {"yellow": True}, FAIL: {"red": True, "bold": True}, SKIP: {"yellow": True}}
 
 
-def _figure(m: MetricResult) -> str:
-    """``name{labels} 12.5 ms (fail if > 3000 ms)``: the figure against its limit."""
+def figure(m: MetricResult, code: bool = False) -> str:
+    """``name{labels} 12.5 ms (fail if > 3000 ms)``: the figure against its limit (the key as Markdown
+    code with ``code``)."""
     value = f"{m.value:.1f}" if m.unit in ("ms", "%") and m.value != int(m.value) else f"{m.value:g}"
     unit = f" {m.unit}" if m.unit else ""
     if m.verdict in (WARN, FAIL):
@@ -24,7 +25,12 @@ def _figure(m: MetricResult) -> str:
         limit = f" ({m.threshold})"
     else:
         limit = ""
-    return f"{m.key} {value}{unit}{limit}"
+    return f"{f'`{m.key}`' if code else m.key} {value}{unit}{limit}"
+
+
+def tests_cell(t: dict[str, int]) -> str:
+    """``8/9 (1 skipped)``: passed of run, and what was skipped."""
+    return f"{t['passed']}/{t['passed'] + t['failed']}" + (f" ({t['skipped']} skipped)" if t["skipped"] else "")
 
 
 def write_summary(tr: Any, run: GateRun) -> None:
@@ -43,13 +49,11 @@ def write_summary(tr: Any, run: GateRun) -> None:
         bad = [m for m in metrics if m.verdict in (FAIL, WARN)]
         judged = [m for m in metrics if m.verdict != INFO]
         shown = bad or judged[:3]
-        figures = "; ".join(_figure(m) for m in shown[:3])
+        figures = "; ".join(figure(m) for m in shown[:3])
         more = len(bad or judged) - len(shown[:3])
         if more > 0:
             figures += f"; +{more} more"
-        t = cat["tests"]
-        tests = f"{t['passed']}/{t['passed'] + t['failed']}" + (f" ({t['skipped']} skipped)" if t["skipped"] else "")
-        rows.append((name, cat["verdict"], tests, figures))
+        rows.append((name, cat["verdict"], tests_cell(cat["tests"]), figures))
     width = max([len(r[0]) for r in rows] + [8])
     tw.line(f"{'category':<{width}}  {'verdict':<7}  {'tests':<8}  key figures (limit)")
     for name, level, tests, figures in rows:
@@ -68,7 +72,7 @@ def write_summary(tr: Any, run: GateRun) -> None:
         tw.line(f"  … {len(serious) - 15} more findings in the JSON report")
     breaches = [m for m in verdict.metrics if m.verdict in (FAIL, WARN)]
     for m in breaches[:20]:
-        tw.line(f"  {m.verdict} {_figure(m)}", **_MARKUP[m.verdict])
+        tw.line(f"  {m.verdict} {figure(m)}", **_MARKUP[m.verdict])
     blocked = verdict.failed
     label = f"GATE {verdict.verdict}" + (" (blocks promotion)" if blocked and verdict.verdict == WARN else "")
     if run.report and run.report.get("interrupted"):
