@@ -63,7 +63,7 @@ class EnvironmentAWS:
 
     def _refuse_writes(self, model: Any, **kwargs: Any) -> None:
         if not model.name.startswith(READ_PREFIXES):
-            from .http import WriteRefused
+            from .failures import WriteRefused
 
             raise WriteRefused(f"refused AWS {model.service_model.service_name}.{model.name}: environment "
                                f"{self.env.name} is protected (read-only); pass --allow-writes to let the gate "

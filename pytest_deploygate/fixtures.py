@@ -8,14 +8,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from .aws import EnvironmentAWS
 from .config import Environment
+from .failures import Unverified, WriteRefused
 from .gate import Metric, make_metric
-from .http import GateHTTP, WriteRefused, client_for
+from .http import GateHTTP, client_for
 from .records import Collection, Ledger
 from .run import ARTIFACT_PROPERTY, FINDING_PROPERTY, METRICS_KEY, NOTE_PROPERTY, GateRun, get_run
 from .specs import CollectionSpec
@@ -224,6 +225,12 @@ class GateRecorder:
         metric = make_metric(name, value, unit, labels, self.nodeid)
         self._sink.append(metric.to_dict())
         return metric
+
+    def could_not_check(self, category: str, check: str, why: str, **labels: object) -> NoReturn:
+        """Fail the test as *not verified* (never as a finding): records ``<category>.unverified_count``
+        = 1 for ``check`` and raises :class:`pytest_deploygate.failures.Unverified` saying why."""
+        self.record(f"{category}.unverified_count", 1, None, check=check, **labels)
+        raise Unverified(f"{check}: could not check: {why}")
 
     @contextmanager
     def timer(self, name: str, **labels: object) -> Iterator[None]:

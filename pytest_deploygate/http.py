@@ -16,40 +16,13 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from .config import Environment, HttpSpec
+from .failures import CheckFailure, RequestFailed, Unverified, WriteRefused
+from .redaction import redact
 
-
-class CheckFailure(AssertionError):
-    """A check failed for a reason the message fully explains; reported without a traceback."""
-
-
-class RequestFailed(CheckFailure):
-    """The request itself failed: unreachable host, timeout, TLS error, redirect loop.
-
-    ``kind`` is one of ``dns``, ``connect``, ``connect-timeout``, ``read-timeout``, ``tls``, ``redirects``,
-    ``other``; the first three mean nothing answered at all.
-    """
-
-    def __init__(self, message: str, kind: str = "other") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-    @property
-    def unreachable(self) -> bool:
-        return self.kind in ("dns", "connect", "connect-timeout")
-
-
-class WriteRefused(CheckFailure):
-    """A write was about to reach a protected environment without --allow-writes."""
-
+__all__ = ["CheckFailure", "GateHTTP", "RequestFailed", "Unverified", "WriteRefused", "client_for",
+           "json_body", "redact"]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
 
 
 @dataclass(frozen=True)

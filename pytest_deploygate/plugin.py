@@ -14,9 +14,9 @@ import pytest
 
 from . import __version__
 from .config import THRESHOLDS_FILE, ConfigError, find_config, load_project
+from .failures import CheckFailure
 from .gate import CATEGORIES, Metric, category_of, judge, make_metric
-from .http import CheckFailure, redact
-from .redaction import redact_allure_results, redact_logging, redact_report, restore_logging
+from .redaction import redact, redact_allure_results, redact_logging, redact_report, restore_logging
 from .run import (
     ARTIFACT_PROPERTY,
     FINDING_PROPERTY,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_deploygate import current_environment
-from pytest_deploygate.http import CheckFailure
+from pytest_deploygate.failures import CheckFailure
 from pytest_deploygate.records import Datastore
 
 pytestmark = [pytest.mark.gate, pytest.mark.crud, pytest.mark.destructive]

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from pytest_deploygate import current_environment
+from pytest_deploygate.failures import CheckFailure
 from pytest_deploygate.frontend import fetch_config_js
-from pytest_deploygate.http import CheckFailure
 from pytest_deploygate.records import MARK_ENV, Collection, Datastore
 from pytest_deploygate.security.posture import FOREIGN_ORIGIN
 

@@ -14,8 +14,8 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from pytest_deploygate import current_environment
+from pytest_deploygate.failures import CheckFailure
 from pytest_deploygate.frontend import asset_refs, config_js_url, page_url
-from pytest_deploygate.http import CheckFailure
 from pytest_deploygate.security.allowlist import decide
 from pytest_deploygate.security.posture import (
     FOREIGN_ORIGIN,

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..http import redact
+from ..redaction import redact
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..run import GateRun

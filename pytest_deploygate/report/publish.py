@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..http import redact
+from ..redaction import redact
 from ..thresholds import FAIL, PASS, SKIP, WARN
 
 if TYPE_CHECKING:  # pragma: no cover

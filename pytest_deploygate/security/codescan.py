@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..http import CheckFailure
+from ..failures import CheckFailure
 
 
 @dataclass(frozen=True)
