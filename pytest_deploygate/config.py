@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .schema import NUMBER, ConfigError, MapOf, OneOf, Source, expand_vars, read_toml, validate
+from .schema import TIMEOUT, ConfigError, MapOf, Num, OneOf, Source, expand_vars, read_toml, validate
 from .specs import (
     COLLECTION_SPEC,
     DEPLOYED_FIELDS,
@@ -53,14 +53,15 @@ ENVIRONMENT_SPEC: dict[str, Any] = {
     "aws": {"profile": str, "region": str, "endpoint_url": str, "account_id": str},
     "auth": {"header": str, "value": str},
     "resources": {"tables": [str], "buckets": [str]},
-    "http": {"connect_timeout_s": NUMBER, "read_timeout_s": NUMBER, "retries": int, "verify": bool,
-             "ca_bundle": str},
+    "http": {"connect_timeout_s": TIMEOUT, "read_timeout_s": TIMEOUT, "retries": Num(0, 10, integer=True),
+             "verify": bool, "ca_bundle": str},
     "smoke": {
         "health": [HEALTH_SPEC],
         "endpoints": [ENDPOINT_SPEC],
         "frontend": {"page": str, "assets": bool, "config_js": str, "expect": MapOf(str)},
     },
-    "crud": {"collections": [COLLECTION_SPEC], "markers": bool, "ttl_field": str, "ttl_s": int},
+    "crud": {"collections": [COLLECTION_SPEC], "markers": bool, "ttl_field": str,
+             "ttl_s": Num(1, 10 * 365 * 86400, integer=True)},
     "isolation": {"collection": str, "cors_origins": [str], "datastore": bool, "separate_accounts": bool},
     "performance": PERFORMANCE_SPEC,
     "security": SECURITY_SPEC,

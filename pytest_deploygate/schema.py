@@ -5,6 +5,7 @@ Every problem is a :class:`ConfigError` naming file, line and key. No pytest imp
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from collections.abc import Mapping
@@ -55,11 +56,51 @@ class Source:
                            key=".".join(key_path) or None)
 
 
-def read_toml(path: Path) -> Source:
+#: How deep tables and arrays may nest. No real configuration goes past a handful of levels; a limit
+#: far below Python's recursion limit keeps every recursive step (validation, merging, expansion) safe.
+MAX_DEPTH = 32
+
+_BOMS = ((b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe\x00\x00", "UTF-32"),
+         (b"\xfe\xff", "UTF-16"), (b"\xff\xfe", "UTF-16"))
+
+
+def decode_toml(raw: bytes, path: Path) -> str:
+    """The text of a TOML file, which must be UTF-8 (a UTF-8 byte-order mark is tolerated)."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            raise ConfigError(f"the file is {encoding} text; TOML files must be UTF-8 (save it as UTF-8)",
+                              file=path, line=1)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # editors on Windows add it; TOML itself has no use for it
+    if b"\x00" in raw:
+        # no TOML text holds a NUL byte; UTF-16/32 without a byte-order mark is full of them
+        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
+        raise ConfigError("not a text file: it holds NUL bytes (binary, or UTF-16/32 without a byte-order "
+                          "mark); TOML files must be UTF-8", file=path, line=line)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=path) from None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} (Latin-1 or another encoding?); "
+                          "TOML files must be UTF-8", file=path, line=line) from None
+
+
+def depth_error(data: Any, limit: int = MAX_DEPTH) -> tuple[str, ...] | None:
+    """The key path of the first value nested deeper than ``limit``, or None (iterative: any depth)."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > limit:
+            return path
+        if isinstance(value, dict):
+            stack.extend((v, (*path, str(k))) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*path, f"[{i}]")) for i, v in enumerate(value))
+    return None
+
+
+def parse_toml_text(text: str, path: Path) -> dict[str, Any]:
+    """``tomllib.loads`` whose every failure is a ConfigError with file (and line where known)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -69,7 +110,26 @@ def read_toml(path: Path) -> Source:
             m = re.search(r"line (\d+)", msg)
             line = int(m.group(1)) if m else None
         raise ConfigError(f"malformed TOML: {msg}", file=path, line=line) from None
-    return Source(path, text, data)
+    except RecursionError:
+        raise ConfigError(f"malformed TOML: tables or arrays nested too deeply (at most {MAX_DEPTH} levels)",
+                          file=path) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"malformed TOML: {exc}", file=path) from None
+    deep = depth_error(data)
+    if deep is not None:
+        shown = ".".join(deep[:6]) + ("..." if len(deep) > 6 else "")
+        raise ConfigError(f"tables or arrays nested too deeply (more than {MAX_DEPTH} levels)", file=path,
+                          line=locate(text, deep[:1]), key=shown)
+    return data
+
+
+def read_toml(path: Path) -> Source:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=path) from None
+    text = decode_toml(raw, path)
+    return Source(path, text, parse_toml_text(text, path))
 
 
 def locate(text: str, key_path: tuple[str, ...]) -> int | None:
@@ -128,6 +188,58 @@ class Either:
 
 NUMBER = (int, float)
 
+#: No configured number may be larger than this (in magnitude): far above any count, size or duration a
+#: configuration needs, and small enough that every consumer (float conversion, sleeps, socket
+#: timeouts after their own range check) takes it. TOML allows inf, nan and 400-digit integers.
+MAX_NUMBER = 1e15
+
+
+class Num:
+    """A finite number in a range: ``Num(0, 3600, above=True)`` is 0 < x <= 3600; ``integer=True`` for
+    whole numbers. Plain ``NUMBER`` and ``int`` specs are finite and within :data:`MAX_NUMBER` too."""
+
+    def __init__(self, low: float | None = None, high: float | None = None, *, above: bool = False,
+                 integer: bool = False) -> None:
+        self.low, self.high, self.above, self.integer = low, high, above, integer
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.above else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"<= {self.high:g}")
+        return kind + (" " + " and ".join(parts) if parts else "")
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else NUMBER):
+            return False
+        if not finite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+#: a network timeout or wait: positive, and at most an hour (beyond that it is a typo, and sockets overflow)
+TIMEOUT = Num(0, 3600, above=True)
+
+
+def finite(value: int | float) -> bool:
+    """Finite and within :data:`MAX_NUMBER` (an int too big for a float is not)."""
+    if isinstance(value, int):
+        return -MAX_NUMBER <= value <= MAX_NUMBER
+    return math.isfinite(value) and abs(value) <= MAX_NUMBER
+
+
+def _number_problem(value: Any) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "got nan (not a number)"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not finite(value):
+        shown = f"{value:g}" if isinstance(value, float) else f"an integer of {len(str(abs(value)))} digits"
+        return f"got {shown}: numbers must be finite and at most {MAX_NUMBER:g} in magnitude"
+    return f"got {value!r}"
+
 
 def _type_name(spec: Any) -> str:
     if spec is bool:
@@ -138,6 +250,8 @@ def _type_name(spec: Any) -> str:
         return "an integer"
     if spec is NUMBER:
         return "a number"
+    if isinstance(spec, Num):
+        return spec.describe()
     if isinstance(spec, list):
         return "an array"
     if isinstance(spec, OneOf):
@@ -179,16 +293,29 @@ def validate(value: Any, spec: Any, src: Source, path: tuple[str, ...]) -> None:
                 continue
         raise src.error(f"expected {_type_name(spec)}, got {value!r}", path)
     elif spec is object:
-        return
+        # free-form values (request bodies) still carry only finite numbers: JSON has no nan or inf
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                validate(sub, object, src, (*path, key))
+        elif isinstance(value, list):
+            for i, sub in enumerate(value):
+                validate(sub, object, src, (*path, f"[{i}]"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not finite(value):
+            raise src.error(f"expected a finite number, {_number_problem(value)}", path)
     elif isinstance(spec, OneOf):
         if value not in spec.choices:
             raise src.error(f"expected {_type_name(spec)}, got {value!r}", path)
     elif spec is NUMBER:
-        if isinstance(value, bool) or not isinstance(value, NUMBER):
-            raise src.error(f"expected a number, got {value!r}", path)
+        if isinstance(value, bool) or not isinstance(value, NUMBER) or not finite(value):
+            raise src.error(f"expected a number, {_number_problem(value)}", path)
     elif spec is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise src.error(f"expected an integer, got {value!r}", path)
+        if isinstance(value, bool) or not isinstance(value, int) or not finite(value):
+            raise src.error(f"expected an integer, {_number_problem(value)}", path)
+    elif isinstance(spec, Num):
+        if not spec.accepts(value):
+            in_range = isinstance(value, float) and math.isfinite(value)
+            got = f"got {value:g}" if in_range else _number_problem(value)
+            raise src.error(f"expected {spec.describe()}, {got}", path)
     elif not isinstance(value, spec):
         raise src.error(f"expected {_type_name(spec)}, got {value!r}", path)
 

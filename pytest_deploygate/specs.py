@@ -9,17 +9,19 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import NUMBER, Either, MapOf, OneOf, Source, expand_vars
+from .schema import NUMBER, TIMEOUT, Either, MapOf, Num, OneOf, Source, expand_vars
 
-HEALTH_SPEC = {"path": str, "status": int, "name": str}
-STATUS_SPEC = Either(int, [int])
+#: an HTTP status code
+STATUS = Num(100, 599, integer=True)
+HEALTH_SPEC = {"path": str, "status": STATUS, "name": str}
+STATUS_SPEC = Either(STATUS, [STATUS])
 COLLECTION_SPEC = {
     "name": str, "path": str, "item_path": str, "id_field": str,
     "create": MapOf(object), "update": MapOf(object), "update_method": OneOf("PUT", "PATCH"),
     "compare": [str], "list_key": str, "table": str, "table_key": str,
     "expect": {step: STATUS_SPEC for step in ("create", "read", "list", "update", "delete", "missing")},
 }
-ENDPOINT_SPEC = {"path": str, "status": int, "json": bool, "name": str}
+ENDPOINT_SPEC = {"path": str, "status": STATUS, "json": bool, "name": str}
 
 LOAD_TASK_SPEC = {
     "name": str, "method": OneOf("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"), "path": str,
@@ -39,18 +41,18 @@ SECURITY_SPEC = {
     "bandit": {"severity": OneOf("low", "medium", "high"), "confidence": OneOf("low", "medium", "high"),
                "exclude": [str]},
     "requirements": [str],
-    "audit": {"osv_url": str, "timeout_s": NUMBER, "service": OneOf("osv", "pypi"), "installed": bool},
+    "audit": {"osv_url": str, "timeout_s": TIMEOUT, "service": OneOf("osv", "pypi"), "installed": bool},
     "allowlist": [ALLOW_SPEC],
     "headers": MapOf(str),
     "protected_endpoints": [{"path": str, "method": str}],
     "error_probes": [{"path": str, "method": str, "body": MapOf(object)}],
-    "tls": {"min_days": int, "http_url": str},
+    "tls": {"min_days": Num(0, 3650, integer=True), "http_url": str},
     "frontend_secrets": bool,
 }
 
 PUBLISH_SPEC = {
     "cloudwatch": {"namespace": str, "dimensions": MapOf(str), "metrics": [str], "environment": str},
-    "webhook": {"url": str, "on": [OneOf("FAIL", "WARN", "PASS")], "report_url": str, "timeout_s": NUMBER},
+    "webhook": {"url": str, "on": [OneOf("FAIL", "WARN", "PASS")], "report_url": str, "timeout_s": TIMEOUT},
 }
 
 
@@ -209,7 +211,8 @@ class PerformanceSpec:
 
 @dataclass(frozen=True)
 class AllowEntry:
-    """An accepted finding (bandit test id or advisory id/alias), with a reason and an expiry date."""
+    """An accepted finding (bandit test id, advisory id/alias or posture ``DG-…`` id), with a reason and an
+    expiry date; ``path`` narrows it to a file (bandit) or a frontend file (``DG-SECRET-…``)."""
 
     id: str
     reason: str
