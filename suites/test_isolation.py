@@ -2,6 +2,9 @@
 
 - data: a canary written here is invisible in every peer (by id, in its list, in its datastore), and a
   writable peer's canary is invisible here; records carrying another environment's run marker are leaks.
+  A canary is recognised by its identity (its markers and unique values), never by its id alone: a peer's
+  own record 1 is not this environment's canary 1. A lookup answered 5xx, timed out or dropped is "could
+  not check" (``isolation.unverified_count``), never a leak.
   Canaries are never written to a protected environment: against prod the suite only reads prod.
 - configuration: config.js and declared resources reference only this environment.
 - CORS: this environment's API allows only its own origins.
@@ -15,10 +18,11 @@ from typing import Any
 import pytest
 
 from pytest_deploygate import current_environment
-from pytest_deploygate.failures import CheckFailure
+from pytest_deploygate.failures import CheckFailure, RequestFailed
 from pytest_deploygate.frontend import fetch_config_js
-from pytest_deploygate.records import MARK_ENV, Collection, Datastore
-from pytest_deploygate.security.posture import FOREIGN_ORIGIN
+from pytest_deploygate.records import MARK_ENV, Collection, Datastore, Identity
+from pytest_deploygate.security.allowlist import screen
+from pytest_deploygate.security.posture import cors_findings, cors_probe_origins, fetch, origin_of
 
 pytestmark = [pytest.mark.gate, pytest.mark.isolation]
 
@@ -47,30 +51,92 @@ def _collection_spec(env):  # type: ignore[no-untyped-def]
     return spec
 
 
-def _sightings(coll: Collection, store: Datastore | None, item_id: Any) -> list[str]:
-    """Where ``item_id`` can be seen through ``coll`` (another environment's API) and ``store``."""
-    seen = []
-    response = coll.probe(item_id)
-    if response.status_code not in coll.spec.expect["missing"]:
-        seen.append(f"by id (GET {response.url} answered {response.status_code})")
-    if coll.find(coll.list_items(f"list in {coll.env.name}"), item_id) is not None:
-        seen.append(f"in {coll.env.name}'s list (GET {coll.http.url_for(coll.spec.path)})")
-    if store is not None and store.get(item_id) is not None:
-        seen.append(f"in {store.where}")
-    return seen
+def _unanswered(status: int) -> bool:
+    """An answer that says nothing about the record: the server failed, throttled or refused us."""
+    return status >= 500 or status in (401, 403, 407, 429)
+
+
+def _sightings(coll: Collection, store: Datastore | None, canary, identity: Identity) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
+    """Where the canary can be seen through ``coll`` (another environment's API) and ``store``, and
+    which of those places could not be looked at (and why). A record is the canary only if it carries
+    the canary's identifying values: the same id alone is another record."""
+    seen, unchecked = [], []
+    try:
+        response = coll.probe(canary.item_id)
+    except RequestFailed as exc:
+        unchecked.append(f"by id: {exc}")
+    else:
+        if _unanswered(response.status_code):
+            unchecked.append(f"by id: GET {response.url} answered {response.status_code}")
+        elif response.ok and identity.compare(_json_object(response)) is True:
+            seen.append(f"by id (GET {response.url} answered {response.status_code} with this canary)")
+    list_url = coll.http.url_for(coll.spec.path)
+    try:
+        response = coll.http.get(coll.spec.path)
+        if _unanswered(response.status_code):
+            unchecked.append(f"{coll.env.name}'s list: GET {list_url} answered {response.status_code}")
+        elif response.status_code in coll.spec.expect["list"]:
+            if any(identity.compare(i) is True for i in coll.items_of(response, f"list in {coll.env.name}")):
+                seen.append(f"in {coll.env.name}'s list (GET {list_url})")
+        else:
+            unchecked.append(f"{coll.env.name}'s list: GET {list_url} answered {response.status_code}")
+    except CheckFailure as exc:  # dropped, timed out, not a list
+        unchecked.append(f"{coll.env.name}'s list: {exc}")
+    if store is not None:
+        try:
+            item = store.get(canary.item_id)
+        except Exception as exc:  # botocore errors: the table could not be read
+            unchecked.append(f"{store.where}: {type(exc).__name__}: {exc}")
+        else:
+            if item is not None and identity.compare(item) is True:
+                seen.append(f"in {store.where}")
+    return seen, unchecked
+
+
+def _json_object(response) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _store(env, aws_for, spec):  # type: ignore[no-untyped-def]
     return Datastore(aws_for(env), spec) if spec.table and env.isolation.datastore else None
 
 
-def _judge_canary(gate, canary, seen_in, seen: list[str], direction: str) -> None:  # type: ignore[no-untyped-def]
+def _identity(gate, canary, direction: str) -> Identity:  # type: ignore[no-untyped-def]
+    """The canary's identifying values that its own API keeps (read back by id): what a sighting must
+    show. An API that keeps none cannot tell the canary from another record, so isolation is unverified."""
+    what = f"canary {canary.collection.spec.name}/{canary.item_id} in {canary.env.name}"
+    check, labels = f"canary-{direction}", {"env": canary.env.name}
+    try:
+        response = canary.collection.probe(canary.item_id)
+    except RequestFailed as exc:
+        gate.could_not_check("isolation", check, f"{what}: reading it back failed: {exc}", **labels)
+    if not response.ok:
+        gate.could_not_check("isolation", check, f"{what}: reading it back, GET {response.url} answered "
+                             f"{response.status_code}", **labels)
+    kept = canary.identity.kept_by(_json_object(response))
+    if not kept.fields:
+        gate.could_not_check("isolation", check, f"{what}: GET {response.url} returns none of its identifying "
+                             f"values ({canary.identity.describe()}), so nothing tells it from another record "
+                             "with the same id", **labels)
+    return kept
+
+
+def _judge_canary(gate, canary, seen_in, store, view, direction: str) -> None:  # type: ignore[no-untyped-def]
+    seen, unchecked = _sightings(view, store, canary, _identity(gate, canary, direction))
+    where = f"canary {canary.collection.spec.name}/{canary.item_id} written in {canary.env.name}"
+    if not seen and unchecked:
+        gate.could_not_check("isolation", f"canary-{direction}", f"{where}, looked for in {seen_in.name}: "
+                             + "; ".join(unchecked), env=canary.env.name, seen_in=seen_in.name)
     gate.record("isolation.canaries_checked_count", 1, env=canary.env.name, seen_in=seen_in.name)
     gate.record("isolation.leaks_count", len(seen), check=f"canary-{direction}", env=canary.env.name,
                 seen_in=seen_in.name)
     if seen:
-        raise CheckFailure(f"leak: canary {canary.collection.spec.name}/{canary.item_id} written in "
-                           f"{canary.env.name} is visible in {seen_in.name}: " + "; ".join(seen))
+        raise CheckFailure(f"leak: {where} is visible in {seen_in.name}: " + "; ".join(seen)
+                           + (f" (could not check: {'; '.join(unchecked)})" if unchecked else ""))
 
 
 def test_canary_stays_here(deploy_env, peer, canary, records, aws_for, gate) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +148,7 @@ def test_canary_stays_here(deploy_env, peer, canary, records, aws_for, gate) -> 
     mine = canary()
     peer_spec = peer.crud.collection(spec.name) or spec
     view = records.collection(peer_spec, env=peer)
-    _judge_canary(gate, mine, peer, _sightings(view, _store(peer, aws_for, peer_spec), mine.item_id), "out")
+    _judge_canary(gate, mine, peer, _store(peer, aws_for, peer_spec), view, "out")
 
 
 def test_peer_canary_stays_there(deploy_env, peer, canary, records, aws_for, gate) -> None:  # type: ignore[no-untyped-def]
@@ -92,8 +158,7 @@ def test_peer_canary_stays_there(deploy_env, peer, canary, records, aws_for, gat
     spec = _collection_spec(deploy_env)
     theirs = canary(env=peer, collection=(peer.crud.collection(spec.name) or spec).name)
     view = records.collection(spec)
-    _judge_canary(gate, theirs, deploy_env, _sightings(view, _store(deploy_env, aws_for, spec), theirs.item_id),
-                  "in")
+    _judge_canary(gate, theirs, deploy_env, _store(deploy_env, aws_for, spec), view, "in")
 
 
 def test_no_foreign_records(deploy_env, records, aws_for, gate) -> None:  # type: ignore[no-untyped-def]
@@ -159,23 +224,19 @@ def _own(env, marker: str) -> bool:  # type: ignore[no-untyped-def]
 
 
 def test_cors_allows_only_own_origins(deploy_env, peers, api, gate) -> None:  # type: ignore[no-untyped-def]
-    """The API's CORS policy admits this environment's origins and no foreign one."""
+    """The API's CORS policy admits this environment's origins (``isolation.cors_origins``; a same-origin
+    frontend needs none) and no other: not a peer's, not any origin. A foreign origin granted credentials
+    is the security suite's finding (test_cors_refuses_foreign_origins): one owner per finding."""
     allowed = [deploy_env.format(o) for o in deploy_env.isolation.cors_origins]
     path = deploy_env.probe_path
-    problems = []
-    foreign = [FOREIGN_ORIGIN] + [p.frontend_origin for p in peers.values()
-                                  if p.frontend_origin and p.frontend_origin not in allowed]
-    if "*" not in allowed:
-        for origin in dict.fromkeys(foreign):
-            acao = api.get(path, headers={"Origin": origin}).headers.get("Access-Control-Allow-Origin")
-            if acao == "*":
-                problems.append(f"answers Access-Control-Allow-Origin: * to {origin} (allowed: {', '.join(allowed)})")
-            elif acao and acao == origin:
-                problems.append(f"allows foreign origin {origin}")
-    for origin in [o for o in allowed if o and o != "*"]:
-        acao = api.get(path, headers={"Origin": origin}).headers.get("Access-Control-Allow-Origin")
-        if acao not in (origin, "*"):
-            problems.append(f"does not allow its own origin {origin} (answered {acao!r})")
-    gate.record("isolation.leaks_count", len(problems), check="cors", env=deploy_env.name)
-    if problems:
-        raise CheckFailure(f"CORS of {deploy_env.name} (GET {api.url_for(path)}): " + "; ".join(problems))
+    api_origin = origin_of(deploy_env.base_url)
+    peer_origins = {p.name: p.frontend_origin for p in peers.values()}
+    answers = {origin: fetch(gate, "isolation", "CORS", api, "GET", path, headers={"Origin": origin}).headers
+               for origin in cors_probe_origins(allowed, api_origin=api_origin, peers=peer_origins)}
+    findings = [f for f in cors_findings(answers, allowed, api_origin=api_origin, peers=peer_origins)
+                if f.owner == "isolation"]
+    found = screen(gate, "cors", findings, deploy_env.security.allowlist)
+    gate.record("isolation.leaks_count", len(found), check="cors", env=deploy_env.name)
+    if found:
+        raise CheckFailure(f"CORS of {deploy_env.name} (GET {api.url_for(path)}): "
+                           + "; ".join(f.describe() for f in found))

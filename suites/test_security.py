@@ -14,15 +14,18 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from pytest_deploygate import current_environment
-from pytest_deploygate.failures import CheckFailure
+from pytest_deploygate.failures import CheckFailure, RequestFailed
 from pytest_deploygate.frontend import asset_refs, config_js_url, page_url
-from pytest_deploygate.security.allowlist import decide
+from pytest_deploygate.security.allowlist import decide, screen
 from pytest_deploygate.security.posture import (
     FOREIGN_ORIGIN,
-    cors_problems,
-    find_secrets,
-    header_problems,
-    leak_problems,
+    Finding,
+    cors_findings,
+    fetch,
+    header_findings,
+    leak_findings,
+    origin_of,
+    secret_findings,
     tls_info,
 )
 
@@ -143,53 +146,108 @@ def test_dependency_audit(deploy_env, gate) -> None:  # type: ignore[no-untyped-
         gate.note("dependency audit: could not audit " + ", ".join(f"{n} ({why})" for n, why in unaudited.items()))
 
 
+def _env_origin(env) -> str:  # type: ignore[no-untyped-def]
+    return origin_of(env.base_url)
+
+
 def test_security_headers(deploy_env, api, gate) -> None:  # type: ignore[no-untyped-def]
     """The API sends the expected security headers (HSTS too on https)."""
-    response = api.get(deploy_env.probe_path)
+    response = fetch(gate, "security", "security headers", api, "GET", deploy_env.probe_path)
     https = deploy_env.base_url.startswith("https://")
-    problems = header_problems(response.headers, deploy_env.security.headers, https)
-    gate.record("security.headers.missing_count", len(problems))
-    if problems:
-        raise CheckFailure(f"security headers of {deploy_env.name} (GET {response.url}): " + "; ".join(problems))
+    found = screen(gate, "headers", header_findings(response.headers, deploy_env.security.headers, https),
+                   deploy_env.security.allowlist)
+    gate.record("security.headers.missing_count", len(found))
+    if found:
+        raise CheckFailure(f"security headers of {deploy_env.name} (GET {response.url}): "
+                           + "; ".join(f.describe() for f in found))
 
 
 def test_cors_refuses_foreign_origins(deploy_env, api, gate) -> None:  # type: ignore[no-untyped-def]
-    """A foreign Origin is never allowed with credentials; on a protected environment not at all."""
+    """A foreign origin is never allowed with credentials (which origins an environment admits at all is
+    the isolation suite's test_cors_allows_only_own_origins: one owner per finding)."""
     allowed = [deploy_env.format(o) for o in deploy_env.isolation.cors_origins]
-    response = api.get(deploy_env.probe_path, headers={"Origin": FOREIGN_ORIGIN})
-    problems = cors_problems(FOREIGN_ORIGIN, response.headers, deploy_env.protected, allowed)
-    gate.record("security.cors.findings_count", len(problems))
-    if problems:
+    response = fetch(gate, "security", "CORS", api, "GET", deploy_env.probe_path, headers={"Origin": FOREIGN_ORIGIN})
+    findings = [f for f in cors_findings({FOREIGN_ORIGIN: response.headers}, allowed,
+                                         api_origin=_env_origin(deploy_env)) if f.owner == "security"]
+    found = screen(gate, "cors", findings, deploy_env.security.allowlist)
+    gate.record("security.cors.findings_count", len(found))
+    if found:
         raise CheckFailure(f"CORS of {deploy_env.name} (GET {response.url} with Origin {FOREIGN_ORIGIN}): "
-                           + "; ".join(problems))
+                           + "; ".join(f.describe() for f in found))
+
+
+def _auth_header(env) -> str:  # type: ignore[no-untyped-def]
+    return env.auth.header if env.auth else "Authorization"
 
 
 def test_protected_endpoint_refuses_anonymous(deploy_env, http_client, gate, protected_endpoint) -> None:  # type: ignore[no-untyped-def]
     """A protected endpoint answers 401/403 to an anonymous caller and to a bogus token."""
     path, method = protected_endpoint
     client = http_client()
-    header = deploy_env.auth.header if deploy_env.auth else "Authorization"
+    header = _auth_header(deploy_env)
     client.headers.pop(header, None)
-    open_to = []
+    open_to, unverified = [], []
     for who, headers in (("an anonymous caller", {}), ("a bogus token", {header: "Bearer deploygate-bogus-token"})):
-        response = client.request(method, path, headers=headers)
-        if response.status_code not in (401, 403):
+        try:
+            response = client.request(method, path, headers=headers)
+        except RequestFailed as exc:
+            unverified.append(f"{who}: " + str(exc).removeprefix(f"{client.check}: "))
+            continue
+        if response.status_code >= 500:
+            unverified.append(f"{who} got {response.status_code}")
+        elif response.status_code not in (401, 403):
             open_to.append(f"{who} got {response.status_code}")
-    gate.record("security.auth.open_endpoints_count", 1 if open_to else 0, endpoint=f"{method} {path}")
+    endpoint = f"{method} {path}"
     if open_to:
+        gate.record("security.auth.open_endpoints_count", 1, endpoint=endpoint)
         raise CheckFailure(f"protected endpoint {method} {client.url_for(path)} of {deploy_env.name} is open: "
                            + "; ".join(open_to) + " (expected 401 or 403)")
+    if unverified:
+        gate.could_not_check("security", "protected endpoint", f"{method} {client.url_for(path)}: "
+                             + "; ".join(unverified), endpoint=endpoint)
+    gate.record("security.auth.open_endpoints_count", 0, endpoint=endpoint)
+
+
+def test_protected_endpoint_accepts_the_credential(deploy_env, http_client, gate, protected_endpoint) -> None:  # type: ignore[no-untyped-def]
+    """The environment's configured auth gets a 2xx from each protected endpoint: one that refuses
+    everyone is broken, not secure."""
+    path, method = protected_endpoint
+    if not (deploy_env.auth and deploy_env.auth.value):
+        pytest.skip(f"environment {deploy_env.name} configures no auth: the protected endpoint cannot be "
+                    f"called with a real credential (set [environments.{deploy_env.name}.auth] value = "
+                    '"${VAR}")')
+    if method not in ("GET", "HEAD", "OPTIONS"):
+        pytest.skip(f"{method} {path} changes data: the gate does not call it with a real credential")
+    client = http_client()
+    endpoint = f"{method} {path}"
+    response = fetch(gate, "security", "protected endpoint with the configured credential", client, method, path,
+                     labels={"endpoint": endpoint})
+    refused = not 200 <= response.status_code < 300
+    gate.record("security.auth.credential_refused_count", int(refused), endpoint=endpoint)
+    if refused:
+        what = ("refuses the configured credential" if response.status_code in (401, 403)
+                else "does not accept the configured credential")
+        raise CheckFailure(f"protected endpoint {method} {response.url} of {deploy_env.name} {what}: it answered "
+                           f"{response.status_code} with {deploy_env.name}'s auth ({_auth_header(deploy_env)}), "
+                           "expected 2xx (an endpoint that refuses everyone is broken, not secure)")
 
 
 def test_errors_leak_nothing(deploy_env, api, gate, error_probe) -> None:  # type: ignore[no-untyped-def]
     """A request that provokes an error gets no stack trace and no framework or server version."""
     path, method, body = error_probe
-    response = api.request(method, path, json=body) if body is not None else api.request(method, path)
-    problems = leak_problems(response.status_code, response.headers, response.text)
-    gate.record("security.errors.leaks_count", len(problems), probe=f"{method} {path}")
-    if problems:
+    probe = f"{method} {path}"
+    extra = {"json": body} if body is not None else {}
+    response = fetch(gate, "security", "error probe", api, method, path, error_expected=True,
+                     labels={"probe": probe}, **extra)
+    found = screen(gate, "errors", leak_findings(response.headers, response.text), deploy_env.security.allowlist)
+    if not found and response.status_code < 400:
+        gate.could_not_check("security", "error probe", f"{method} {response.url} answered {response.status_code}, "
+                             "not an error: the probe provokes no error answer to inspect (change it so it does)",
+                             probe=probe)
+    gate.record("security.errors.leaks_count", len(found), probe=probe)
+    if found:
         raise CheckFailure(f"error answer of {deploy_env.name} ({method} {response.url} -> {response.status_code}) "
-                           "leaks: " + "; ".join(problems))
+                           "leaks: " + "; ".join(f.describe() for f in found))
 
 
 def test_tls(deploy_env, http_client, gate) -> None:  # type: ignore[no-untyped-def]
@@ -199,20 +257,26 @@ def test_tls(deploy_env, http_client, gate) -> None:  # type: ignore[no-untyped-
     if not deploy_env.base_url.startswith("https://"):
         pytest.skip(f"environment {deploy_env.name} is not served over https ({deploy_env.base_url})")
     spec = deploy_env.security
+    where = urlsplit(deploy_env.base_url).netloc
     try:
         info = tls_info(deploy_env.base_url, deploy_env.http.ca_bundle, deploy_env.http.connect_timeout_s + 5)
-    except (ssl.SSLError, ssl.CertificateError) as exc:
-        raise CheckFailure(f"TLS of {deploy_env.name} ({urlsplit(deploy_env.base_url).netloc}): certificate not "
+    except ssl.SSLCertVerificationError as exc:
+        raise CheckFailure(f"TLS of {deploy_env.name} ({where}): certificate not "
                            f"valid: {getattr(exc, 'verify_message', None) or exc}") from None
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError) as exc:
+        gate.could_not_check("security", "TLS", f"{where}: connection closed during the handshake ({exc})")
+    except ssl.SSLError as exc:
+        raise CheckFailure(f"TLS of {deploy_env.name} ({where}): handshake failed: {exc.reason or exc}") from None
     except OSError as exc:
-        raise CheckFailure(f"TLS of {deploy_env.name}: cannot connect: {exc}") from None
+        gate.could_not_check("security", "TLS", f"{where}: cannot connect: {exc}")
     gate.record("security.tls.cert_days_left", info.days_left, "days")
     problems = []
     if info.days_left < spec.tls_min_days:
         problems.append(f"certificate for {info.host} expires on {info.not_after:%Y-%m-%d} "
                         f"({info.days_left:.1f} days, less than tls.min_days = {spec.tls_min_days})")
     if spec.tls_http_url:
-        response = http_client().get(deploy_env.format(spec.tls_http_url), allow_redirects=False)
+        response = fetch(gate, "security", "TLS", http_client(), "GET", deploy_env.format(spec.tls_http_url),
+                         allow_redirects=False)
         location = response.headers.get("Location", "")
         if response.status_code not in (301, 302, 307, 308) or not location.startswith("https://"):
             problems.append(f"GET {response.url} answered {response.status_code}"
@@ -226,21 +290,35 @@ def test_frontend_has_no_secrets(deploy_env, frontend, gate) -> None:  # type: i
     if not deploy_env.security.frontend_secrets:
         pytest.skip("security.frontend_secrets = false")
     page = page_url(deploy_env)
-    response = frontend.get(page)
+    response = fetch(gate, "security", "frontend secrets", frontend, "GET", page)
     texts = {page: response.text}
+    unread: list[str] = []
+
+    def read(url: str, required: bool) -> None:
+        try:
+            answer = frontend.get(url)
+        except RequestFailed as exc:
+            unread.append(str(exc).removeprefix(f"{frontend.check}: "))
+            return
+        if answer.status_code >= 500:
+            unread.append(f"GET {url} answered {answer.status_code}")
+        elif required or answer.status_code == 200:
+            texts[url] = answer.text  # a missing asset is the smoke suite's finding
+
     if config_js_url(deploy_env):
-        url = str(config_js_url(deploy_env))
-        texts[url] = frontend.get(url).text
+        read(str(config_js_url(deploy_env)), True)
     host = urlsplit(page).netloc
     for ref in asset_refs(response.text):
         url = urljoin(page, ref)
         if url.endswith(".js") and urlsplit(url).netloc == host and url not in texts:
-            asset = frontend.get(url)
-            if asset.status_code == 200:
-                texts[url] = asset.text
-    found = [f"{secret} in {url}" for url, text in texts.items() for secret in find_secrets(text)]
-    gate.record("security.frontend.secrets_count", len(found))
-    for f in found:
-        gate.finding("frontend", "HIGH", f)
+            read(url, False)
+    findings = [Finding(f.id, f"{f.text} in {url}", f.severity, f.owner, urlsplit(url).path)
+                for url, text in texts.items() for f in secret_findings(text)]
+    found = screen(gate, "frontend", findings, deploy_env.security.allowlist)
     if found:
-        raise CheckFailure(f"frontend of {deploy_env.name} ships secrets: " + "; ".join(found))
+        gate.record("security.frontend.secrets_count", len(found))
+        raise CheckFailure(f"frontend of {deploy_env.name} ships secrets: " + "; ".join(f.describe() for f in found)
+                           + ("" if not unread else " (could not read: " + "; ".join(unread) + ")"))
+    if unread:
+        gate.could_not_check("security", "frontend secrets", "; ".join(unread))
+    gate.record("security.frontend.secrets_count", 0)

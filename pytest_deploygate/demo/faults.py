@@ -24,6 +24,7 @@ FAULTS: dict[str, str] = {
     "no-security-headers": "the API sends no X-Content-Type-Options / X-Frame-Options",
     "cors-reflect": "the API reflects any Origin, with Access-Control-Allow-Credentials: true",
     "open-auth": "the protected /api/admin/export answers 200 to anonymous callers",
+    "auth-broken": "the protected /api/admin/export refuses every caller, the admin token too (403)",
     "stack-trace": "500 answers carry a Python traceback",
     "secret-in-config": "config.js carries an AWS-style access key and secret key",
 }

@@ -231,7 +231,7 @@ class Service:
         if "open-auth" not in self.faults:
             if not supplied:
                 return 401, {"message": "authentication required"}
-            if not self.admin_token or supplied != f"Bearer {self.admin_token}":
+            if not self.admin_token or supplied != f"Bearer {self.admin_token}" or "auth-broken" in self.faults:
                 return 403, {"message": "forbidden"}
         counts = {c: self.table(c).scan(Select="COUNT").get("Count", 0) for c in COLLECTIONS}
         return 200, {"stage": self.stage, "exported": counts}

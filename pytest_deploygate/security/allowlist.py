@@ -1,4 +1,5 @@
-"""Accepted findings: each with a reason and an expiry date; an expired entry counts again and says so."""
+"""Accepted findings (bandit test ids, advisory ids and aliases, posture ``DG-…`` ids): each with a reason
+and an expiry date; an expired entry counts again and says so."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import datetime
 import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..specs import AllowEntry
+from .posture import Finding
 
 
 @dataclass(frozen=True)
@@ -36,3 +39,21 @@ def decide(entries: Iterable[AllowEntry], ids: Iterable[str], path: str = "",
                                            or fnmatch.fnmatch(path, "*/" + entry.path.lstrip("*/"))):
             return Decision(entry, entry.expired(today))
     return Decision(None, False)
+
+
+class FindingSink(Protocol):
+    def finding(self, check: str, severity: str, text: str) -> None: ...
+
+
+def screen(gate: FindingSink, check: str, findings: Iterable[Finding], entries: Iterable[AllowEntry],
+           today: datetime.date | None = None) -> list[Finding]:
+    """List every posture finding in the report (an accepted one as INFO, with its allowlist note) and
+    return the ones that count: not allowlisted, or allowlisted by an entry that has expired."""
+    entries = tuple(entries)
+    counted = []
+    for finding in findings:
+        decision = decide(entries, [finding.id], finding.where, today)
+        gate.finding(check, "INFO" if decision.accepted else finding.severity, finding.describe() + decision.note())
+        if not decision.accepted:
+            counted.append(finding)
+    return counted
