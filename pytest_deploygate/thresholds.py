@@ -8,15 +8,20 @@ from __future__ import annotations
 import fnmatch
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .schema import MapOf, Source, read_toml, validate
+from .metrics import is_custom, matches, suggest
+from .schema import MAX_NUMBER, ConfigError, MapOf, OneOf, Source, finite, read_toml, validate
 
 PASS, WARN, FAIL, INFO, SKIP = "PASS", "WARN", "FAIL", "INFO", "SKIP"
-_RANK = {SKIP: -1, INFO: 0, PASS: 0, WARN: 1, FAIL: 2}
+#: the sample cannot tell a breach either way (a rate from too few requests): never PASS or FAIL on noise
+INCONCLUSIVE = "INCONCLUSIVE"
+#: the run checked nothing (no test ran, no threshold judged): it never passes
+NO_CHECKS = "NO CHECKS"
+_RANK = {SKIP: -1, INFO: 0, PASS: 0, INCONCLUSIVE: 1, WARN: 2, FAIL: 3, NO_CHECKS: 3}
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
@@ -79,6 +84,8 @@ def parse_condition(text: str, metric: str) -> Condition:
         elif suffix != unit:
             raise ValueError(f"bad threshold {text!r}: unit {suffix!r} does not match "
                              f"{metric} (unit {unit or 'none'})")
+    if not finite(number):  # a 400-digit level parses as infinity and would never breach
+        raise ValueError(f"bad threshold {text!r}: the number is out of range (at most {MAX_NUMBER:g})")
     shown = f"{op} {number:g}" + (f" {unit}" if unit else "")
     return Condition(op, number, shown)
 
@@ -91,6 +98,8 @@ class Threshold:
     fail: Condition | None = None
     warn: Condition | None = None
     description: str = ""
+    #: fewer samples than this (requests behind a rate, latency samples) and the metric is INCONCLUSIVE
+    min_samples: int | None = None
 
     def judge(self, value: float) -> str:
         if self.fail is not None and self.fail.breached(value):
@@ -131,16 +140,51 @@ class Policy:
         return None
 
 
-THRESHOLD_SPEC = {"fail": str, "warn": str, "description": str}
+THRESHOLD_SPEC = {"fail": str, "warn": str, "description": str, "custom": bool}
 POLICY_SPEC: dict[str, Any] = {
+    "policy": OneOf("none"),
     "metrics": MapOf(THRESHOLD_SPEC),
     "environments": MapOf({"metrics": MapOf(THRESHOLD_SPEC)}),
 }
 
+_UP, _DOWN = (">", ">="), ("<", "<=")
 
-def _thresholds(table: Mapping[str, Any], src: Source, path: tuple[str, ...]) -> dict[str, Threshold]:
+
+def looser_warn(warn: Condition, fail: Condition) -> str | None:
+    """Why a warn level is looser than (or points away from) its fail level, or None when it is sound.
+
+    A warn level exists to go off *before* the fail level: ``warn > 5000, fail > 3000`` can never warn.
+    """
+    if warn.op in _UP and fail.op in _UP and warn.value > fail.value:
+        return f"warn {warn} is looser than fail {fail}: it could never warn before failing"
+    if warn.op in _DOWN and fail.op in _DOWN and warn.value < fail.value:
+        return f"warn {warn} is looser than fail {fail}: it could never warn before failing"
+    if (warn.op in _UP and fail.op in _DOWN) or (warn.op in _DOWN and fail.op in _UP):
+        return f"warn {warn} and fail {fail} breach in opposite directions"
+    return None
+
+
+def unknown_metric(metric: str, declared: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """Why ``metric`` (a threshold key: exact name or glob) names no metric, or None when it does.
+
+    Known are the catalogued metrics (:mod:`pytest_deploygate.metrics`; a glob must match one of them),
+    any ``custom.`` name, and names the policy declares with ``custom = true``.
+    """
+    if is_custom(metric) or metric in declared or matches(metric):
+        return None
+    close = suggest(metric)
+    hint = f"did you mean {close!r}? " if close else ""
+    return (f"unknown metric {metric!r}: {hint}(the built-in metrics are listed in the README; "
+            "for a metric of your own, name it custom.<name> or add custom = true to its threshold)")
+
+
+def _thresholds(table: Mapping[str, Any], src: Source, path: tuple[str, ...],
+                declared: set[str] | frozenset[str] = frozenset()) -> dict[str, Threshold]:
     out: dict[str, Threshold] = {}
     for metric, spec in table.items():
+        why = unknown_metric(metric, declared)
+        if why:
+            raise src.error(why, (*path, metric))
         if "fail" not in spec and "warn" not in spec:
             raise src.error("a threshold needs fail and/or warn", (*path, metric))
         conds: dict[str, Condition] = {}
@@ -150,6 +194,10 @@ def _thresholds(table: Mapping[str, Any], src: Source, path: tuple[str, ...]) ->
                     conds[level] = parse_condition(spec[level], metric)
                 except ValueError as exc:
                     raise src.error(str(exc), (*path, metric, level)) from None
+        if "fail" in conds and "warn" in conds:
+            why = looser_warn(conds["warn"], conds["fail"])
+            if why:
+                raise src.error(why, (*path, metric, "warn"))
         out[metric] = Threshold(metric, conds.get("fail"), conds.get("warn"),
                                 spec.get("description", ""))
     return out
@@ -157,14 +205,38 @@ def _thresholds(table: Mapping[str, Any], src: Source, path: tuple[str, ...]) ->
 
 def parse_policy(src: Source, environment: str) -> Policy:
     validate(src.data, POLICY_SPEC, src, ())
-    merged = _thresholds(src.data.get("metrics", {}), src, ("metrics",))
+    tables: list[tuple[tuple[str, ...], Mapping[str, Any]]] = [(("metrics",), src.data.get("metrics", {}))]
+    tables += [(("environments", name, "metrics"), env.get("metrics", {}))
+               for name, env in src.data.get("environments", {}).items()]
+    declared = {metric for _, table in tables for metric, spec in table.items() if spec.get("custom")}
+    count = sum(len(table) for _, table in tables)
+    if src.data.get("policy") == "none":
+        if count:
+            raise src.error(f"policy = \"none\" but {count} threshold(s) are defined: remove one or the other",
+                            ("policy",))
+    elif not count:
+        raise ConfigError("the gate policy has no thresholds, so no metric would be judged: add thresholds "
+                          "under [metrics], or write policy = \"none\" to judge on check results alone",
+                          file=src.path)
+    merged = _thresholds(src.data.get("metrics", {}), src, ("metrics",), declared)
     env_table = src.data.get("environments", {}).get(environment, {}).get("metrics", {})
-    merged.update(_thresholds(env_table, src, ("environments", environment, "metrics")))
+    merged.update(_thresholds(env_table, src, ("environments", environment, "metrics"), declared))
     # Check every environment's overrides, not just the selected one: a typo in prod's policy
     # should not wait for the prod run to surface.
     for name, table in src.data.get("environments", {}).items():
-        _thresholds(table.get("metrics", {}), src, ("environments", name, "metrics"))
+        _thresholds(table.get("metrics", {}), src, ("environments", name, "metrics"), declared)
     return Policy(src.path, tuple(merged.values()))
+
+
+def unused_thresholds(policy: Policy, metric_names: Iterable[str]) -> list[str]:
+    """The thresholds of ``policy`` that judged none of ``metric_names`` (a glob shadowed by exact names
+    for every metric it matches judged nothing either), in policy order."""
+    used = set()
+    for name in set(metric_names):
+        threshold = policy.lookup(name)
+        if threshold is not None:
+            used.add(threshold.metric)
+    return [t.metric for t in policy.thresholds if t.metric not in used]
 
 
 def load_policy(path: Path, environment: str) -> Policy:
