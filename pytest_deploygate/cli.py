@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import THRESHOLDS_FILE, ConfigError, Environment, find_config, load_project
+from .config import ConfigError, Environment, cli_root, find_config, load_gate, load_project, locate_files
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 4
 DEFAULT_STATE_DIR = Path(".deploygate") / "demo"
@@ -125,6 +125,8 @@ def _environment(args: argparse.Namespace) -> Environment:
 
 
 def cleanup(args: argparse.Namespace) -> int:
+    """Find records carrying a gate run marker (the API's list, and the table where one is declared: each
+    stands in when the other fails) and delete them (through the API, retried on 5xx; else from the table)."""
     from .aws import EnvironmentAWS
     from .http import CheckFailure, client_for
     from .records import Collection, Datastore, find_leftovers, remove_leftovers
@@ -141,46 +143,51 @@ def cleanup(args: argparse.Namespace) -> int:
         return EXIT_OK
     aws = EnvironmentAWS(env, allow_writes=args.allow_writes or not env.protected)
     total_found = total_removed = 0
-    try:
-        for spec in env.crud.collections:
-            http = client_for(env, allow_writes=args.allow_writes or not env.protected)
-            coll = Collection(http, env, spec, run_id="cleanup")
-            store = Datastore(aws, spec) if spec.table else None
-            found = find_leftovers(coll, store, older_than_s=args.older_than, run_id=args.run_id)
-            total_found += len(found)
-            for left in found:
-                print(f"{env.name} {spec.name} {left.item_id} run {left.run_id} (found in {left.where})")
-            if found and not args.dry_run:
-                total_removed += remove_leftovers(coll, store, found)
-    except CheckFailure as exc:
-        return _fail(str(exc), EXIT_FAILED)
-    except Exception as exc:  # botocore errors and the like: one line, no traceback
-        return _fail(f"{env.name}: cleanup failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
+    failures: list[str] = []
+    for spec in env.crud.collections:
+        http = client_for(env, allow_writes=args.allow_writes or not env.protected)
+        coll = Collection(http, env, spec, run_id="cleanup")
+        store = Datastore(aws, spec) if spec.table else None
+        try:
+            found, unsearched = find_leftovers(coll, store, older_than_s=args.older_than, run_id=args.run_id)
+        except CheckFailure as exc:
+            failures.append(str(exc))
+            continue
+        except Exception as exc:  # botocore errors and the like: one line, no traceback
+            failures.append(f"{coll.label}: cleanup failed: {type(exc).__name__}: {exc}")
+            continue
+        for why in unsearched:
+            print(f"{coll.label}: {why}; searched the {'API list' if 'scan' in why else 'table'} instead")
+        total_found += len(found)
+        for left in found:
+            print(f"{env.name} {spec.name} {left.item_id} run {left.run_id} (found in {left.where})")
+        if found and not args.dry_run:
+            removed, problems = remove_leftovers(coll, store, found)
+            total_removed += removed
+            failures += problems
+    for failure in failures:
+        print(f"deploygate: {failure}", file=sys.stderr)
     verb = "would remove" if args.dry_run else "removed"
     count = total_found if args.dry_run else total_removed
     print(f"{env.name}: {total_found} leftover gate record(s) found, {verb} {count}")
+    if failures:
+        return EXIT_FAILED
     return EXIT_OK if args.dry_run or total_removed == total_found else EXIT_FAILED
 
 
 def check_config(args: argparse.Namespace) -> int:
-    from .thresholds import load_policy
-
+    """Run exactly the gate's configuration checks (:func:`~pytest_deploygate.config.load_gate`) on the
+    files the gate would read from here (:func:`~pytest_deploygate.config.locate_files`)."""
     try:
-        path, table = find_config(Path.cwd(), args.config)
-        project = load_project(path, table)
-        envs = [args.env] if args.env else list(project.environments)
-        for name in envs:
-            project.environment(name)
-        thresholds = Path(args.thresholds) if args.thresholds else Path(THRESHOLDS_FILE)
-        if not thresholds.exists():
-            if args.thresholds:
-                raise ConfigError("thresholds file not found", file=thresholds)
-            thresholds = Path(__file__).with_name(THRESHOLDS_FILE)
-        for name in envs:
-            load_policy(thresholds, name)
+        root = Path(args.rootdir) if args.rootdir else cli_root()
+        files = locate_files(root, Path(args.config) if args.config else None,
+                             Path(args.thresholds) if args.thresholds else None)
+        project, _ = load_gate(files, [args.env] if args.env else None)
     except ConfigError as exc:
         return _fail(str(exc))
-    print(f"{path}: ok ({', '.join(envs)}); {thresholds}: ok")
+    envs = [args.env] if args.env else list(project.environments)
+    where = f" [{files.table}]" if files.table else ""
+    print(f"{files.config}{where}: ok ({', '.join(envs)}); {files.thresholds}: ok")
     return EXIT_OK
 
 
@@ -247,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", help="project config (default: deploygate.toml or pyproject.toml)")
     check.add_argument("--thresholds", help="gate policy (default: thresholds.toml)")
     check.add_argument("--env", help="check only this environment")
+    check.add_argument("--rootdir", help="where the gate's rootdir is (default: the nearest directory upwards "
+                       "holding deploygate.toml or [tool.deploygate] in pyproject.toml)")
     check.set_defaults(func=check_config)
 
     rep = sub.add_parser("report", help="print a gate report as Markdown (exit 1 if it blocks promotion)")

@@ -6,7 +6,7 @@ Pure configuration: no pytest import. Every problem is a :class:`ConfigError` na
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from .specs import (
     build_security,
     check_template,
 )
+from .thresholds import Policy, load_policy
 
 CONFIG_FILE = "deploygate.toml"
 THRESHOLDS_FILE = "thresholds.toml"
@@ -316,6 +317,67 @@ def find_config(rootdir: Path, explicit: str | None) -> tuple[Path, str | None]:
         if "deploygate" in src.data.get("tool", {}):
             return pyproject, "tool.deploygate"
     raise ConfigError(f"no {CONFIG_FILE} (or [tool.deploygate] in pyproject.toml) in {rootdir}")
+
+
+@dataclass(frozen=True)
+class GateFiles:
+    """The files a gate run reads: the project configuration (``table`` is ``tool.deploygate`` inside a
+    pyproject.toml) and the gate policy."""
+
+    config: Path
+    table: str | None
+    thresholds: Path
+
+
+def locate_files(root: Path, config: Path | None = None, thresholds: Path | None = None) -> GateFiles:
+    """Where the gate's configuration and policy are: the one lookup the plugin and the CLI share.
+
+    ``root`` is pytest's rootdir in a gate run and :func:`cli_root` for ``deploygate`` commands. An explicit
+    ``config``/``thresholds`` (already resolved by the caller) must exist; otherwise the configuration is
+    ``root/deploygate.toml``, else ``[tool.deploygate]`` in ``root/pyproject.toml``, and the policy is
+    ``root/thresholds.toml``, else the built-in one.
+    """
+    config_path, table = find_config(root, str(config) if config is not None else None)
+    if thresholds is not None:
+        if not thresholds.is_file():
+            raise ConfigError("thresholds file not found", file=thresholds)
+        policy_path = thresholds
+    else:
+        policy_path = root / THRESHOLDS_FILE
+        if not policy_path.is_file():
+            policy_path = Path(__file__).with_name(THRESHOLDS_FILE)
+    return GateFiles(config_path, table, policy_path)
+
+
+def cli_root(start: Path | None = None) -> Path:
+    """The directory ``deploygate`` commands look in (they have no pytest rootdir): the nearest one from
+    ``start`` (the current directory) upwards that holds deploygate.toml or a pyproject.toml with
+    ``[tool.deploygate]``, else ``start`` itself. With the configuration beside the pytest ini file, as
+    usual, that is the gate's rootdir from any subdirectory."""
+    start = (start or Path.cwd()).resolve()
+    for directory in (start, *start.parents):
+        if (directory / CONFIG_FILE).is_file():
+            return directory
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file():
+            try:
+                if "deploygate" in read_toml(pyproject).data.get("tool", {}):
+                    return directory
+            except ConfigError:
+                return directory  # a broken pyproject.toml here: report it from here, not a parent's config
+    return start
+
+
+def load_gate(files: GateFiles, environments: Sequence[str] | None = None,
+              environ: Mapping[str, str] | None = None) -> tuple[Project, dict[str, Policy]]:
+    """Everything the gate validates before it runs, for ``environments`` (default: all of them): the
+    project, each environment's existence, and each environment's policy. ``deploygate check-config``
+    runs exactly this."""
+    project = load_project(files.config, files.table, environ)
+    names = list(environments) if environments else list(project.environments)
+    for name in names:
+        project.environment(name)  # an unknown environment is a ConfigError listing the known ones
+    return project, {name: load_policy(files.thresholds, name) for name in names}
 
 
 def load_project(path: Path, table: str | None = None,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from . import __version__
-from .config import THRESHOLDS_FILE, ConfigError, find_config, load_project
+from .config import ConfigError, load_gate, locate_files
 from .failures import CheckFailure
 from .gate import CATEGORIES, Metric, category_of, judge, make_metric
 from .redaction import redact, redact_allure_results, redact_logging, redact_report, restore_logging
@@ -29,7 +29,7 @@ from .run import (
     get_run,
 )
 from .target import demo_stages, launch_demo, preflight
-from .thresholds import load_policy
+from .thresholds import unused_note
 
 pytest_plugins = ["pytest_deploygate.fixtures"]
 
@@ -94,6 +94,19 @@ def _path_option(config: pytest.Config, option: str, ini: str) -> str | None:
     return str(ini_value) if ini_value else None
 
 
+def _explicit_path(config: pytest.Config, name: str) -> Path | None:
+    """A file named by ``--<name>`` (relative to where pytest was invoked) or by the ini option (relative
+    to the rootdir), or None for the default lookup."""
+    value = config.getoption(name)
+    base = Path(config.invocation_params.dir)
+    if not value:
+        value, base = config.getini(name), Path(config.rootpath)
+    if not value:
+        return None
+    path = Path(str(value))
+    return path if path.is_absolute() else base / path
+
+
 def _resolve(config: pytest.Config, value: str | None, default: Path) -> Path:
     if not value:
         return default
@@ -120,20 +133,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     rootdir = Path(config.rootpath)
     try:
-        config_path, table = find_config(rootdir, _path_option(config, "deploygate_config",
-                                                                "deploygate_config"))
-        project = load_project(config_path, table)
-        project.environment(env_name)  # unknown env -> ConfigError listing the known ones
-        thresholds = _path_option(config, "deploygate_thresholds", "deploygate_thresholds")
-        if thresholds:
-            policy_path = _resolve(config, thresholds, rootdir)
-            if not policy_path.exists():
-                raise ConfigError("thresholds file not found", file=policy_path)
-        else:
-            policy_path = rootdir / THRESHOLDS_FILE
-            if not policy_path.exists():
-                policy_path = Path(__file__).with_name(THRESHOLDS_FILE)
-        policy = load_policy(policy_path, env_name)
+        files = locate_files(rootdir, _explicit_path(config, "deploygate_config"),
+                             _explicit_path(config, "deploygate_thresholds"))
+        project, policies = load_gate(files, [env_name])  # exactly what `deploygate check-config` runs
+        config_path, policy = files.config, policies[env_name]
     except ConfigError as exc:
         raise pytest.UsageError(f"deploygate: {exc}") from None
 
@@ -414,6 +417,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         config.hook.pytest_deploygate_metrics(config=config, environment=env, record=record)
         run.verdict = judge(env.name, run.metrics, run.policy, run.tallies(), run.fail_on_warn)
+        unused = unused_note(run.policy, (m.name for m in run.metrics))
+        if unused:
+            run.notes.append(unused)
         _log_threshold_reports(config, run)
         _publish(run)
         run.report = build_report(run, int(exitstatus), __version__)

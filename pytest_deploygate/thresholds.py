@@ -239,5 +239,18 @@ def unused_thresholds(policy: Policy, metric_names: Iterable[str]) -> list[str]:
     return [t.metric for t in policy.thresholds if t.metric not in used]
 
 
+def unused_note(policy: Policy, metric_names: Iterable[str]) -> str | None:
+    """The summary note naming thresholds that judged nothing, among the categories this run measured
+    (a smoke-only run leaves the performance thresholds unused by design), or None."""
+    names = set(metric_names)
+    ran = {n.split(".", 1)[0] for n in names}
+    unused = [m for m in unused_thresholds(policy, names)
+              if m.split(".", 1)[0] in ran or any(ch in m.split(".", 1)[0] for ch in "*?[")]
+    if not unused:
+        return None
+    return (f"{len(unused)} threshold(s) judged nothing in this run (no metric of that name was recorded): "
+            + ", ".join(unused))
+
+
 def load_policy(path: Path, environment: str) -> Policy:
     return parse_policy(read_toml(path), environment)
