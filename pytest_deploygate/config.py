@@ -60,6 +60,7 @@ ENVIRONMENT_SPEC: dict[str, Any] = {
         "health": [HEALTH_SPEC],
         "endpoints": [ENDPOINT_SPEC],
         "frontend": {"page": str, "assets": bool, "config_js": str, "expect": MapOf(str)},
+        "samples": Num(1, 25, integer=True),
     },
     "crud": {"collections": [COLLECTION_SPEC], "markers": bool, "ttl_field": str,
              "ttl_s": Num(1, 10 * 365 * 86400, integer=True)},
@@ -266,7 +267,8 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
         name=name, service=service, stage=stage, base_url=raw.get("base_url", ""),
         frontend_url=raw.get("frontend_url", ""), protected=raw.get("protected", False),
         launch=launch, aws=aws, auth=auth, tables=tables, buckets=buckets, http=http,
-        smoke=SmokeSpec(health=health, endpoints=endpoints, frontend=frontend),
+        smoke=SmokeSpec(health=health, endpoints=endpoints, frontend=frontend,
+                        samples=smoke_raw.get("samples", SmokeSpec.samples)),
         crud=crud, isolation=isolation, performance=performance, security=security,
     )
 

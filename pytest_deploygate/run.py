@@ -23,6 +23,22 @@ def new_run_id() -> str:
 
 
 @dataclass
+class RunStart:
+    """What a gate run knows before its configuration is loaded: enough to say, in the report file, that
+    this run (not an earlier one) is running, was interrupted, or could not run."""
+
+    env_name: str
+    report_path: Path
+    markdown_path: Path | None = None
+    run_id: str = field(default_factory=new_run_id)
+    started_at: float = field(default_factory=time.time)
+    #: the report file holds this run's final word (a verdict, ERROR or INTERRUPTED)
+    final: bool = False
+    #: set once this process saw pytest's internal error
+    internal_error: bool = False
+
+
+@dataclass
 class GateRun:
     env_name: str
     env_source: str
@@ -52,6 +68,10 @@ class GateRun:
     error: str | None = None
     #: secrets that are not in the configuration (a launched deployment's token)
     extra_secrets: set[str] = field(default_factory=set)
+    fail_on_inconclusive: bool = False
+    #: xdist: where the controller leaves the launched addresses for its workers (they start before the launch)
+    addresses_file: Path | None = None
+    launched: bool = False
 
     @property
     def environment(self) -> Environment:
@@ -100,6 +120,7 @@ def with_launched(env: Environment, address: Mapping[str, Any]) -> Environment:
 
 
 RUN_KEY = pytest.StashKey[GateRun]()
+START_KEY = pytest.StashKey[RunStart]()
 #: metrics a test recorded, waiting to ride on its next report (plain dicts: they cross xdist)
 METRICS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 METRICS_ATTR = "deploygate_metrics"
@@ -112,6 +133,10 @@ FINDING_PROPERTY = "deploygate_finding"
 
 def get_run(config: pytest.Config) -> GateRun | None:
     return config.stash.get(RUN_KEY, None)
+
+
+def get_start(config: pytest.Config) -> RunStart | None:
+    return config.stash.get(START_KEY, None)
 
 
 def env_name_from(option: str | None, ini: str | None) -> tuple[str | None, str]:
@@ -127,5 +152,5 @@ def env_name_from(option: str | None, ini: str | None) -> tuple[str | None, str]
 
 __all__ = [
     "ARTIFACT_PROPERTY", "FINDING_PROPERTY", "METRICS_ATTR", "METRICS_KEY", "NOTE_PROPERTY", "RUN_KEY",
-    "ConfigError", "GateRun", "env_name_from", "get_run", "new_run_id",
+    "START_KEY", "ConfigError", "GateRun", "RunStart", "env_name_from", "get_run", "get_start", "new_run_id",
 ]

@@ -109,6 +109,8 @@ class SmokeSpec:
     health: tuple[HealthCheck, ...] = (HealthCheck("/health"),)
     endpoints: tuple[EndpointCheck, ...] = ()
     frontend: FrontendCheck | None = None
+    #: latency is judged on the median of this many requests (one slow first request is not a verdict)
+    samples: int = 3
 
 
 DEFAULT_STATUSES: dict[str, tuple[int, ...]] = {

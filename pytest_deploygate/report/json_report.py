@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..redaction import redact
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..run import GateRun
+    from ..run import GateRun, RunStart
 
 SCHEMA_VERSION = 1
 
@@ -32,6 +32,8 @@ def _header(run: GateRun, version: str) -> dict[str, Any]:
 
 
 def build_report(run: GateRun, exitstatus: int, version: str) -> dict[str, Any]:
+    """The report of a judged run. ``exitstatus`` is the process's final exit code (the report and the exit
+    code always agree)."""
     assert run.verdict is not None
     verdict = run.verdict
     counts = {"passed": 0, "failed": 0, "skipped": 0}
@@ -43,8 +45,9 @@ def build_report(run: GateRun, exitstatus: int, version: str) -> dict[str, Any]:
         # an interrupted gate judged only part of the checks: it never lets a deployment through
         "verdict": "INTERRUPTED" if exitstatus == 2 else verdict.verdict,
         "partial_verdict": verdict.verdict if exitstatus == 2 else None,
-        "blocks_promotion": verdict.failed or exitstatus == 2,
+        "blocks_promotion": verdict.failed or exitstatus != 0,
         "fail_on_warn": verdict.fail_on_warn,
+        "fail_on_inconclusive": verdict.fail_on_inconclusive,
         "interrupted": exitstatus == 2,
         "exit_status": exitstatus,
         "started_at": _iso(run.started_at),
@@ -79,14 +82,16 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_error_report(run: GateRun, version: str) -> None:
-    """The report of a gate that could not run (unreachable environment): verdict ERROR, no checks."""
+def write_error_report(run: GateRun, version: str, exit_status: int = 4) -> None:
+    """The report of a gate that could not run (unreachable environment: exit 4) or could not judge (an
+    internal error: exit 3): verdict ERROR, no checks."""
     report = {
         **_header(run, version),
         "verdict": "ERROR",
         "blocks_promotion": True,
         "error": run.error,
         "interrupted": False,
+        "exit_status": exit_status,
         "started_at": _iso(run.started_at),
         "finished_at": _iso(time.time()),
         "tests": {"passed": 0, "failed": 0, "skipped": 0},
@@ -94,3 +99,30 @@ def write_error_report(run: GateRun, version: str) -> None:
         "metrics": [],
     }
     write_report(report, run.report_path, run.secrets, run.markdown_path)
+
+
+#: the verdict of a report whose run has started and not finished (a run killed with SIGKILL leaves it so)
+RUNNING = "RUNNING"
+
+
+def write_status_report(start: RunStart, version: str, verdict: str, exit_status: int | None = None,
+                        error: str | None = None, secrets: Iterable[str] = ()) -> None:
+    """A report before or without a verdict: RUNNING at the start of a run (so an earlier run's report is
+    never taken for this one's), INTERRUPTED or ERROR when the run ended before it could judge."""
+    report = {
+        "schema": SCHEMA_VERSION,
+        "plugin": {"name": "pytest-deploygate", "version": version},
+        "run_id": start.run_id,
+        "environment": {"name": start.env_name},
+        "verdict": verdict,
+        "blocks_promotion": True,
+        "interrupted": verdict == "INTERRUPTED",
+        "exit_status": exit_status,
+        "error": error,
+        "started_at": _iso(start.started_at),
+        "finished_at": None if verdict == RUNNING else _iso(time.time()),
+        "tests": {"passed": 0, "failed": 0, "skipped": 0},
+        "categories": {},
+        "metrics": [],
+    }
+    write_report(report, start.report_path, secrets, None if verdict == RUNNING else start.markdown_path)
