@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,17 @@ from .config import Environment
 from .failures import Unverified, WriteRefused
 from .gate import Metric, make_metric
 from .http import GateHTTP, client_for
-from .records import Collection, Ledger
+from .records import (
+    MARK_CANARY,
+    MARK_RECORD,
+    Collection,
+    Datastore,
+    Identity,
+    Ledger,
+    Left,
+    describe_left,
+    record_marker,
+)
 from .run import ARTIFACT_PROPERTY, FINDING_PROPERTY, METRICS_KEY, NOTE_PROPERTY, GateRun, get_run
 from .specs import CollectionSpec
 
@@ -117,10 +128,12 @@ def aws(aws_for: Callable[[Environment], EnvironmentAWS], deploy_env: Environmen
 class Records:
     """Creates records through environments' APIs and deletes them all at teardown."""
 
-    def __init__(self, run: GateRun, http_client: Callable[..., GateHTTP], ledger: Ledger) -> None:
+    def __init__(self, run: GateRun, http_client: Callable[..., GateHTTP], ledger: Ledger,
+                 aws_for: Callable[[Environment], EnvironmentAWS] | None = None) -> None:
         self.run = run
         self._http_client = http_client
         self.ledger = ledger
+        self._aws_for = aws_for
 
     def collection(self, spec: CollectionSpec | str | None = None, env: Environment | None = None) -> Collection:
         """CRUD access to ``spec`` (a ``crud.collections`` entry or its name; default the first) in
@@ -136,36 +149,74 @@ class Records:
 
     def create(self, collection: Collection, template: dict[str, Any] | None = None,
                **extra: Any) -> tuple[Any, dict[str, Any]]:
-        """Create a marked record (deleted at teardown) and return ``(id, body sent)``."""
+        """Create a marked record (deleted at teardown) and return ``(id, body sent)``. The ledger knows
+        of it before the request leaves, so a create interrupted in flight is still removed."""
         body = collection.body(collection.spec.create if template is None else template, extra)
-        item_id, _ = collection.create(body)
-        self.ledger.add(collection, item_id)
+        if collection.env.crud.markers:
+            body[MARK_RECORD] = record_marker(self.run.run_id)
+        entry = self.ledger.intend(collection, Identity.of(body, self.run.run_id, markers_only=True),
+                                   self._store_of(collection))
+        steps = len(collection.steps)
+        try:
+            item_id, _ = collection.create(body)
+        except BaseException:
+            entry.answered = len(collection.steps) > steps
+            raise
+        entry.item_id, entry.answered = item_id, True
         return item_id, body
 
     def deleted(self, collection: Collection, item_id: Any) -> None:
         """Tell the ledger a record was deleted by the test itself."""
         self.ledger.discard(collection, item_id)
 
+    def _store_of(self, collection: Collection) -> Callable[[], Datastore | None]:
+        def store() -> Datastore | None:
+            if self._aws_for is None or not collection.spec.table:
+                return None
+            return Datastore(self._aws_for(collection.env), collection.spec)
+
+        return store
+
 
 @pytest.fixture
-def records(deploygate_run: GateRun, http_client: Callable[..., GateHTTP]) -> Iterator[Records]:
+def records(deploygate_run: GateRun, http_client: Callable[..., GateHTTP],
+            aws_for: Callable[[Environment], EnvironmentAWS], request: pytest.FixtureRequest) -> Iterator[Records]:
     """Function scope. Test records through the environments' APIs: ``records.collection("stories")``
     gives CRUD access, ``records.create(collection)`` writes a record carrying the run markers
-    (``deploygateRun``, ``deploygateEnv``, ``deploygateCreatedAt``) and a TTL. Everything created is
-    deleted at teardown, also when the test fails or the run is interrupted."""
+    (``deploygateRun``, ``deploygateEnv``, ``deploygateRecord``, ``deploygateCreatedAt``) and a TTL.
+    Everything created is deleted at teardown, also when the test fails or the run is interrupted (a
+    create still in flight then is found by its markers); deletes answered 5xx are retried. A record
+    that still cannot be removed fails the teardown and is named, with the ``deploygate cleanup``
+    command to run, in the gate summary."""
     ledger = Ledger()
     LEDGERS.append(ledger)
     try:
-        yield Records(deploygate_run, http_client, ledger)
+        yield Records(deploygate_run, http_client, ledger, aws_for)
     finally:
-        problems = ledger.purge()
-        LEDGERS.remove(ledger)
-        if problems:
-            pytest.fail("deploygate: test records could not be removed: " + "; ".join(problems), pytrace=False)
+        left = ledger.purge()
+        if ledger in LEDGERS:
+            LEDGERS.remove(ledger)
+        if left:
+            text = "deploygate: " + describe_left(left, deploygate_run.run_id)
+            request.node.user_properties.append((NOTE_PROPERTY, text))
+            pytest.fail(text, pytrace=False)
 
 
 #: ledgers of running tests, purged at session end if a teardown never ran (interrupted run)
 LEDGERS: list[Ledger] = []
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> Any:
+    """An interrupted run: remove the records of tests that never reached their teardown (and creates
+    that were in flight) before the report is written, so what stays is named in it."""
+    left: list[Left] = []
+    for ledger in list(LEDGERS):
+        left += ledger.purge()
+    run = get_run(session.config)
+    if left and run is not None:
+        run.notes.append("deploygate: " + describe_left(left, run.run_id))
+    return (yield)
 
 
 @dataclass(frozen=True)
@@ -177,19 +228,25 @@ class Canary:
     item_id: Any
     body: dict[str, Any]
 
+    @property
+    def identity(self) -> Identity:
+        """What tells this canary from any other record: its markers and unique values, not its id."""
+        return Identity.of(self.body, self.collection.run_id)
+
 
 @pytest.fixture
 def canary(records: Records, deploy_env: Environment) -> Callable[..., Canary]:
-    """Function scope. ``canary(env=None, collection=None)`` writes a canary record (run markers plus
-    ``deploygateCanary``) in ``env`` (default: the selected environment) through its API and returns a
-    :class:`Canary`; it is deleted at teardown. Never writes to a protected environment."""
+    """Function scope. ``canary(env=None, collection=None)`` writes a canary record (run markers plus a
+    unique ``deploygateCanary``) in ``env`` (default: the selected environment) through its API and
+    returns a :class:`Canary`; it is deleted at teardown. Never writes to a protected environment."""
 
     def make(env: Environment | None = None, collection: str | None = None) -> Canary:
         env = env or deploy_env
         if env.protected:
             raise WriteRefused(f"canary: environment {env.name} is protected: the gate never writes canaries there")
         coll = records.collection(collection or env.isolation.collection, env)
-        item_id, body = records.create(coll, deploygateCanary=f"{env.name}:{records.run.run_id}")
+        unique = f"{env.name}:{records.run.run_id}:{secrets.token_hex(4)}"
+        item_id, body = records.create(coll, None, **{MARK_CANARY: unique})
         return Canary(env, coll, item_id, body)
 
     return make
