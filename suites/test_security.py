@@ -191,7 +191,8 @@ def test_protected_endpoint_refuses_anonymous(deploy_env, http_client, gate, pro
         try:
             response = client.request(method, path, headers=headers)
         except RequestFailed as exc:
-            unverified.append(f"{who}: " + str(exc).removeprefix(f"{client.check}: "))
+            unverified.append(f"{who}: " + str(exc).removeprefix(f"{client.check}: ")
+                              .removeprefix(f"{method} {client.url_for(path)}: "))
             continue
         if response.status_code >= 500:
             unverified.append(f"{who} got {response.status_code}")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime
-import json
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from gatehelpers import Gate
-from pytest_deploygate.security.audit import parse_pip_audit, parse_safety
-from pytest_deploygate.security.posture import find_secrets
+
+pytestmark = pytest.mark.e2e
 
 
 def test_healthy_staging_passes_the_security_gate(gate_project: Gate) -> None:
@@ -44,6 +43,7 @@ FAULTS = [
     ("no-security-headers", "staging", "security.headers.missing_count", "X-Content-Type-Options is missing"),
     ("cors-reflect", "prod", "security.cors.findings_count", "allows foreign origin"),
     ("open-auth", "staging", "security.auth.open_endpoints_count", "an anonymous caller got 200"),
+    ("auth-broken", "staging", "security.auth.credential_refused_count", "refuses the configured credential"),
     ("stack-trace", "staging", "security.errors.leaks_count", "Traceback (most recent call last)"),
     ("secret-in-config", "staging", "security.frontend.secrets_count", "AWS secret access key wJal"),
 ]
@@ -135,33 +135,6 @@ def test_unreachable_vulnerability_service_is_never_a_pass(gate_project: Gate) -
     strict = gate_project.run("--env", "staging", "-m", "gate and security")
     assert strict.ret == 1
     assert strict.metric("security.audit.unaudited_count")["verdict"] == "FAIL"
-
-
-SAFETY_SAMPLE = Path(__file__).with_name("data") / "safety-check.json"
-
-
-def test_safety_parser_on_a_recorded_report() -> None:
-    result = parse_safety(json.loads(SAFETY_SAMPLE.read_text()))
-    assert [v.describe() for v in result.vulnerabilities] == [
-        "requests 2.19.0: SAFETY-36546 (CVE-2018-18074) HIGH; fixed in 2.20.0",
-        "jinja2 2.10: SAFETY-36788 (CVE-2019-10906) UNKNOWN; fixed in 2.10.1",
-    ]
-    assert result.audited == 2
-
-
-def test_pip_audit_skips_are_unaudited_not_clean() -> None:
-    result = parse_pip_audit({"dependencies": [
-        {"name": "requests", "version": "2.32.0", "vulns": []},
-        {"name": "private-lib", "skip_reason": "Dependency not found on PyPI and could not be audited"},
-    ]})
-    assert result.audited == 1
-    assert result.unaudited == {"private-lib": "Dependency not found on PyPI and could not be audited"}
-
-
-def test_secret_patterns() -> None:
-    assert find_secrets("apiEndpoint: 'https://x', stage: 'prod'") == []
-    found = find_secrets("key: 'AKIAIOSFODNN7EXAMPLE', client_secret = \"s3cr3t-value-123456\"")
-    assert found == ["AWS access key id AKIA…LE", "API key or token s3cr…56"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -306,3 +279,243 @@ tasks = [{{ name = "root", path = "/" }}]
     assert untrusted.ret == 1, untrusted.output
     reason = next(iter(untrusted.failed_tests().values()))
     assert "performance.success_rate" in reason or "performance: " in reason, reason
+
+
+# --------------------------------------------------------------------------------------------------
+# Posture against a small third-party-like server written here: the API and its frontend on one origin,
+# each route answering (status, headers, body), or None to drop the connection without an answer.
+
+Answer = tuple[int, dict[str, str], str] | None
+Route = Callable[[BaseHTTPRequestHandler], Answer]
+SECURE = {"Content-Type": "application/json", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
+TOKEN = "odd-admin-token-4711"
+
+
+def _plain(status: int, body: str = "{}", **headers: str) -> Route:
+    return lambda _h: (status, {**SECURE, **{k.replace("_", "-"): v for k, v in headers.items()}}, body)
+
+
+def _dropped(_h: BaseHTTPRequestHandler) -> Answer:
+    return None
+
+
+def _admin(accepts_token: bool) -> Route:
+    def route(h: BaseHTTPRequestHandler) -> Answer:
+        supplied = h.headers.get("Authorization")
+        if not supplied:
+            return 401, SECURE, '{"message": "authentication required"}'
+        if accepts_token and supplied == f"Bearer {TOKEN}":
+            return 200, SECURE, '{"exported": 3}'
+        return 403, SECURE, '{"message": "forbidden"}'
+
+    return route
+
+
+HEALTHY: dict[str, Route] = {
+    "/api": _plain(200, '{"items": []}'),
+    "/index.html": lambda _h: (200, {"Content-Type": "text/html"}, "<html><body>odd</body></html>"),
+    "/admin": _admin(True),
+    "/boom": _plain(400, '{"message": "bad request"}'),
+}
+
+
+def _odd_handler(routes: dict[str, Route]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            answer = routes.get(self.path.split("?", 1)[0], _plain(404))(self)
+            if answer is None:  # accepted, read, then dropped: a restart or a load balancer reset
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            status, headers, body = answer
+            payload = body.encode()
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def version_string(self) -> str:
+            return "odd"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def odd_site(gate_project: Gate, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """``odd_site(routes, security="...")``: serve ``routes`` (over the healthy ones) on 127.0.0.1 and
+    point a one-environment project ("odd", with auth from $ODD_TOKEN) at it."""
+    servers: list[ThreadingHTTPServer] = []
+    monkeypatch.setenv("ODD_TOKEN", TOKEN)
+
+    def start(routes: dict[str, Route] | None = None, security: str = "", isolation: str = "") -> None:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _odd_handler({**HEALTHY, **(routes or {})}))
+        server.daemon_threads = True
+        servers.append(server)
+        _serve(server)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        (gate_project.path / "deploygate.toml").write_text(f"""
+[environments.odd]
+base_url = "{url}"
+frontend_url = "{url}/index.html"
+auth = {{ value = "Bearer ${{ODD_TOKEN}}" }}
+http = {{ read_timeout_s = 20, retries = 1 }}
+smoke = {{ health = [{{ path = "/api" }}] }}
+
+[environments.odd.security]
+protected_endpoints = [{{ path = "/admin" }}]
+error_probes = [{{ path = "/boom" }}]
+frontend_secrets = false
+{security}
+
+[environments.odd.isolation]
+{isolation}
+""")
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _reason(res: object, test: str) -> str:
+    failed = res.failed_tests()  # type: ignore[attr-defined]
+    return next((r for n, r in failed.items() if test in n), "")
+
+
+def test_healthy_odd_server_passes_its_posture_checks(gate_project: Gate, odd_site: Callable[..., None]) -> None:
+    odd_site()
+    res = gate_project.run("--env", "odd", "-m", "gate and (security or isolation)", "-k", "not canary and not peer")
+    assert res.ret == 0, res.output
+    assert res.metric("security.auth.open_endpoints_count", endpoint="GET /admin")["value"] == 0
+    assert res.metric("security.auth.credential_refused_count", endpoint="GET /admin")["value"] == 0
+    assert res.metric("security.errors.leaks_count", probe="GET /boom")["value"] == 0
+    assert TOKEN not in res.output
+
+
+@pytest.mark.parametrize("broken", [_plain(500, '{"message": "internal error"}'), _dropped], ids=["500", "dropped"])
+def test_no_answer_is_could_not_check_never_open(gate_project: Gate, odd_site: Callable[..., None],
+                                                  broken: Route) -> None:
+    odd_site({"/api": broken, "/admin": broken})
+    res = gate_project.run("--env", "odd", "-m", "gate and security")
+    assert res.ret == 1, res.output
+    assert res.report is not None
+    for test, check in (("test_security_headers", "security headers"), ("test_cors_refuses_foreign", "CORS"),
+                        ("test_protected_endpoint_refuses_anonymous", "protected endpoint"),
+                        ("test_protected_endpoint_accepts_the_credential",
+                         "protected endpoint with the configured credential")):
+        reason = _reason(res, test)
+        assert f"{check}: could not check: " in reason, (test, reason)
+        assert res.metric("security.unverified_count", check=check)["value"] == 1
+    assert "/admin" in _reason(res, "test_protected_endpoint_refuses_anonymous")
+    for word in ("is open", "open:", "refuses the configured credential", "is missing", "allows foreign"):
+        assert word not in res.stdout, word
+    recorded = {m["name"] for m in res.report["metrics"]}
+    assert not recorded & {"security.auth.open_endpoints_count", "security.headers.missing_count",
+                           "security.cors.findings_count", "security.auth.credential_refused_count"}
+    assert "Traceback" not in res.stderr
+
+
+def test_protected_endpoint_refusing_the_real_credential_fails(gate_project: Gate,
+                                                                odd_site: Callable[..., None]) -> None:
+    odd_site({"/admin": _admin(False)})
+    res = gate_project.run("--env", "odd", "-m", "gate and security", "-k", "protected_endpoint")
+    assert res.ret == 1, res.output
+    assert "test_protected_endpoint_refuses_anonymous" not in " ".join(res.failed_tests())  # still refuses them
+    reason = _reason(res, "test_protected_endpoint_accepts_the_credential")
+    assert "refuses the configured credential: it answered 403 with odd's auth (Authorization)" in reason, reason
+    assert res.metric("security.auth.credential_refused_count", endpoint="GET /admin")["verdict"] == "FAIL"
+    assert TOKEN not in res.output
+
+
+def test_error_probe_that_provokes_no_error_says_so(gate_project: Gate, odd_site: Callable[..., None]) -> None:
+    odd_site({"/boom": _plain(200, '{"ok": true}')})
+    res = gate_project.run("--env", "odd", "-m", "gate and security", "-k", "errors_leak")
+    assert res.ret == 1, res.output
+    reason = _reason(res, "test_errors_leak_nothing")
+    assert "error probe: could not check: GET http://127.0.0.1:" in reason
+    assert "/boom answered 200, not an error" in reason
+    assert res.metric("security.unverified_count", check="error probe", probe="GET /boom")["value"] == 1
+    assert not any(m["name"] == "security.errors.leaks_count" for m in res.report["metrics"]) if res.report else False
+
+
+def test_framework_banner_is_named_as_such(gate_project: Gate, odd_site: Callable[..., None]) -> None:
+    odd_site({"/boom": _plain(500, '{"message": "internal error"}', X_Powered_By="Express")})
+    res = gate_project.run("--env", "odd", "-m", "gate and security", "-k", "errors_leak")
+    assert res.ret == 1, res.output
+    reason = _reason(res, "test_errors_leak_nothing")
+    assert "X-Powered-By: 'Express' names the framework [DG-VERSION-BANNER-X-Powered-By]" in reason
+    assert "names a version" not in reason
+    assert res.metric("security.errors.leaks_count", probe="GET /boom")["verdict"] == "FAIL"
+
+
+@pytest.mark.parametrize(("allow_origin", "fails"), [(None, ""), ("*", "DG-CORS-WILDCARD")], ids=["none", "wildcard"])
+def test_same_origin_frontend_needs_no_cors_header(gate_project: Gate, odd_site: Callable[..., None],
+                                                   allow_origin: str | None, fails: str) -> None:
+    """The frontend is served from the API's origin and the API sends no CORS headers at all: correct
+    with the default cors_origins; the same server answering ``*`` to everyone is still caught."""
+    headers = {"Access-Control-Allow-Origin": allow_origin} if allow_origin else {}
+    odd_site({"/api": lambda _h: (200, {**SECURE, **headers}, "[]")})
+    res = gate_project.run("--env", "odd", "-m", "gate and (security or isolation)", "-k", "cors")
+    assert res.metric("security.cors.findings_count")["value"] == 0  # no credentials: not security's finding
+    if not fails:
+        assert res.ret == 0, res.output
+        assert res.metric("isolation.leaks_count", check="cors")["value"] == 0
+    else:
+        assert res.ret == 1
+        assert list(res.failed_tests()) == [n for n in res.failed_tests() if "test_cors_allows_only_own_origins" in n]
+        assert fails in _reason(res, "test_cors_allows_only_own_origins")
+
+
+def _days(n: int) -> str:
+    return (datetime.date.today() + datetime.timedelta(days=n)).isoformat()
+
+
+@pytest.mark.parametrize(("expires", "passes"), [(_days(30), True), (_days(-1), False)], ids=["valid", "expired"])
+def test_allowlisted_posture_finding(gate_project: Gate, odd_site: Callable[..., None], expires: str,
+                                     passes: bool) -> None:
+    odd_site({"/api": lambda _h: (200, {"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"},
+                                  "[]")},
+             security=f'allowlist = [{{ id = "DG-HEADER-X-Frame-Options", reason = "framed by the partner portal", '
+                      f'expires = {expires} }}]')
+    res = gate_project.run("--env", "odd", "-m", "gate and security", "-k", "headers")
+    assert res.report is not None
+    texts = {f["text"]: f["severity"] for f in res.report["findings"]}
+    if passes:
+        assert res.ret == 0, res.output
+        assert res.metric("security.headers.missing_count")["value"] == 0
+        assert texts == {"X-Frame-Options is missing [DG-HEADER-X-Frame-Options] "
+                         f"(allowlisted until {expires}: framed by the partner portal)": "INFO"}
+    else:
+        assert res.ret == 1
+        assert res.metric("security.headers.missing_count")["value"] == 1
+        assert texts == {"X-Frame-Options is missing [DG-HEADER-X-Frame-Options] "
+                         f"(allowlist entry DG-HEADER-X-Frame-Options expired on {expires}: counts again)": "MEDIUM"}
+
+
+@pytest.mark.parametrize(("fault", "owner", "other"), [
+    ("cors-wildcard", "test_cors_allows_only_own_origins", "security.cors.findings_count"),
+    ("cors-reflect", "test_cors_refuses_foreign_origins", "isolation.leaks_count"),
+])
+def test_one_cors_misconfiguration_fails_one_check(gate_project: Gate, fault: str, owner: str, other: str) -> None:
+    res = gate_project.run("--env", "prod", "-m", "gate and (security or isolation)", "-k", "cors",
+                           faults=f"prod:{fault}")
+    assert res.ret == 1, res.output
+    assert [n.rsplit("::", 1)[-1] for n in res.failed_tests()] == [owner]
+    assert res.metric(other)["value"] == 0
+
+
+def test_allowlisted_cors_finding_is_accepted_by_its_owner(gate_project: Gate) -> None:
+    _allow(gate_project, "DG-CORS-WILDCARD", _days(30))
+    res = gate_project.run("--env", "prod", "-m", "gate and isolation", "-k", "cors", faults="prod:cors-wildcard")
+    assert res.ret == 0, res.output
+    assert res.metric("isolation.leaks_count", check="cors")["value"] == 0
+    assert res.report is not None
+    assert any("[DG-CORS-WILDCARD] (allowlisted until" in f["text"] and f["severity"] == "INFO"
+               for f in res.report["findings"])
