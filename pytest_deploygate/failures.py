@@ -40,4 +40,9 @@ class WriteRefused(CheckFailure):
     """A write was about to reach a protected environment without --allow-writes."""
 
 
-__all__ = ["CheckFailure", "RequestFailed", "Unverified", "WriteRefused"]
+def read_only_reason(env_name: str) -> str:
+    """Why a write to a protected environment is refused: the one wording for HTTP, AWS and Locust."""
+    return f"environment {env_name} is protected (read-only); pass --allow-writes to let the gate write to it"
+
+
+__all__ = ["CheckFailure", "RequestFailed", "Unverified", "WriteRefused", "read_only_reason"]
