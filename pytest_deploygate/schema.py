@@ -134,33 +134,56 @@ def read_toml(path: Path) -> Source:
 
 def locate(text: str, key_path: tuple[str, ...]) -> int | None:
     """Best-effort line number of ``key_path`` in a TOML text (tomllib keeps no positions)."""
-    if not key_path:
-        return None
-    parts = [k for k in key_path if not k.startswith("[")]
+    parts = tuple(k for k in key_path if not k.startswith("["))
     if not parts:
         return None
-    key = re.escape(parts[-1])
-    quoted = rf"(?:{key}|\"{key}\"|'{key}')"
-    header = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
-    assign = re.compile(rf"(?:^|[\s{{,.])\s*{quoted}\s*(?:=|\.)")
+    line, exact = _locate(text, parts)
+    if exact or len(parts) == 1:
+        return line
+    # A key inside an inline table (``"performance.avg_ms" = { fail = ... }``): find its parent, then the
+    # key on or after the parent's line, before the next table header.
+    parent = locate(text, parts[:-1])
+    if parent is None:
+        return line
+    assign = _assign(parts[-1])
     lines = text.splitlines()
+    for number in range(parent, len(lines) + 1):
+        if number > parent and _HEADER.match(lines[number - 1]):
+            break
+        if assign.search(lines[number - 1]):
+            return number
+    return parent
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
+
+
+def _assign(key: str) -> re.Pattern[str]:
+    k = re.escape(key)
+    return re.compile(rf"(?:^|[\s{{,.])\s*(?:{k}|\"{k}\"|'{k}')\s*(?:=|\.)")
+
+
+def _locate(text: str, parts: tuple[str, ...]) -> tuple[int | None, bool]:
+    """(line, whether it is certainly that key): the key's assignment in its parent table or its own table
+    header; else the first assignment of a key of that name anywhere."""
+    assign = _assign(parts[-1])
     parent = ".".join(parts[:-1])
     in_parent = parent == ""
     first_any: int | None = None
-    for number, line in enumerate(lines, start=1):
-        h = header.match(line)
+    for number, line in enumerate(text.splitlines(), start=1):
+        h = _HEADER.match(line)
         if h:
             name = h.group(1).replace('"', "").replace("'", "").replace(" ", "")
             in_parent = name == parent
             if name == ".".join(parts) or name.startswith(".".join(parts) + "."):
-                return number
+                return number, True
             continue
         if assign.search(line):
             if in_parent:
-                return number
+                return number, True
             if first_any is None:
                 first_any = number
-    return first_any
+    return first_any, False
 
 
 # --------------------------------------------------------------------------------------------------

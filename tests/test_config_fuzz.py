@@ -3,7 +3,9 @@ clean ConfigError/ValueError, never another exception."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import string
 import tempfile
 from pathlib import Path
@@ -50,8 +52,6 @@ def _check(text: str, loader) -> None:  # type: ignore[no-untyped-def]
             loader(path)
         except ConfigError as exc:
             assert str(exc)  # a message that says something
-        except UnicodeDecodeError:
-            pass  # not text at all: reported by read_toml as a ConfigError in practice
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -89,3 +89,145 @@ def test_threshold_expressions_parse_or_raise_value_error(text: str, metric: str
         assert "bad threshold" in str(exc)
     else:
         assert cond.op in ("<", "<=", ">", ">=", "==", "!=")
+
+
+# --------------------------------------------------------------------------------------------------
+# Bytes, encodings, nesting depth and non-finite numbers: still only results or clean ConfigErrors
+
+VALID = """service = "svc"
+[defaults.performance]
+users = 5
+duration_s = 10
+tasks = [{ path = "/health" }]
+[environments.staging]
+base_url = "http://127.0.0.1:1"
+[environments.prod]
+base_url = "http://127.0.0.1:2"
+protected = true
+"""
+VALID_POLICY = '[metrics]\n"performance.p95_ms" = { warn = "> 1000", fail = "> 3000" }\n'
+
+
+def _load_bytes(raw: bytes) -> None:
+    """Load ``raw`` as a project and as a policy: a result or a ConfigError with a message naming the file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "deploygate.toml"
+        path.write_bytes(raw)
+        for loader in (lambda: load_project(path, environ={}), lambda: load_policy(path, "staging")):
+            try:
+                loader()
+            except ConfigError as exc:
+                assert exc.file == str(path) and str(exc).startswith(str(path)), str(exc)
+
+
+FAST = settings(max_examples=100, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(st.binary(max_size=400))
+def test_random_bytes_give_results_or_config_errors(raw: bytes) -> None:
+    _load_bytes(raw)
+
+
+@FAST
+@given(st.sampled_from(["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-8-sig", "latin-1",
+                        "cp1252", "utf-8"]),
+       st.text(alphabet=st.characters(max_codepoint=0xff, exclude_categories=("Cs",)), max_size=20),
+       st.sampled_from([VALID, VALID_POLICY]))
+def test_any_encoding_gives_results_or_config_errors(encoding: str, extra: str, text: str) -> None:
+    body = f"# {extra}\n{text}".replace("\r", "")
+    raw = body.encode(encoding, errors="replace")
+    _load_bytes(raw)
+    if encoding in ("utf-8", "utf-8-sig") and "\x00" not in body:
+        # UTF-8, with or without a byte-order mark, is TOML: these load (or fail only on their content)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "deploygate.toml"
+            path.write_bytes(raw)
+            try:
+                load_project(path, environ={}) if text is VALID else load_policy(path, "staging")
+            except ConfigError as exc:
+                assert "UTF" not in str(exc) and "text file" not in str(exc), str(exc)
+
+
+@FAST
+@given(st.integers(1, 3000), st.sampled_from(["array", "inline", "header", "mixed"]))
+def test_any_nesting_depth_gives_results_or_config_errors(depth: int, kind: str) -> None:
+    if kind == "array":
+        nested = "x = " + "[" * depth + "1" + "]" * depth
+    elif kind == "inline":
+        nested = "x = " + "{ a = " * depth + "1" + " }" * depth
+    elif kind == "header":
+        nested = "[" + ".".join(["a"] * depth) + "]\nb = 1"
+    else:
+        nested = "x = " + "[{ a = " * depth + "1" + " }]" * depth
+    for text in (VALID + nested + "\n", VALID_POLICY + nested + "\n"):
+        _load_bytes(text.encode())
+
+
+NUMBER_KEYS = [
+    ("defaults.http", "connect_timeout_s"), ("defaults.http", "read_timeout_s"), ("defaults.http", "retries"),
+    ("defaults.performance", "users"), ("defaults.performance", "duration_s"),
+    ("defaults.performance", "warmup_s"), ("defaults.performance", "spawn_rate"),
+    ("defaults.performance", "max_users"), ("defaults.performance", "max_duration_s"),
+    ("defaults.performance", "min_requests"), ("defaults.performance", "probe_requests"),
+    ("defaults.crud", "ttl_s"), ("defaults.security.audit", "timeout_s"), ("defaults.security.tls", "min_days"),
+]
+WEIRD_NUMBERS = st.one_of(
+    st.sampled_from(["nan", "+nan", "-nan", "inf", "+inf", "-inf", "1e300", "-1e300", "1e309", "1e-400", "0",
+                     "-0.0", "9" * 400, "-" + "9" * 40, "0x7fffffffffffffff", "1_000_000_000_000_000"]),
+    st.floats().map(repr),
+    st.integers(-(10**30), 10**30).map(str),
+)
+
+
+def _finite_everywhere(value: object) -> None:
+    """Every number in a loaded project is finite (walks dataclasses, mappings and sequences)."""
+    if isinstance(value, float):
+        assert math.isfinite(value), value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            _finite_everywhere(getattr(value, f.name))
+    elif isinstance(value, dict):
+        for v in value.values():
+            _finite_everywhere(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _finite_everywhere(v)
+
+
+@FAST
+@given(st.lists(st.tuples(st.sampled_from(NUMBER_KEYS), WEIRD_NUMBERS), min_size=1, max_size=4,
+                unique_by=lambda kv: kv[0]),
+       st.booleans())
+def test_non_finite_and_huge_numbers_give_results_or_config_errors(values: list[tuple[tuple[str, str], str]],
+                                                                   as_array: bool) -> None:
+    tables: dict[str, dict[str, str]] = {"defaults.performance": {"users": "5", "duration_s": "10"}}
+    for (table, key), number in values:
+        tables.setdefault(table, {})[key] = number
+    if as_array:
+        tables["defaults.performance"]["wait_s"] = f"[{values[0][1]}, {values[0][1]}]"
+    text = 'service = "svc"\n[environments.staging]\nbase_url = "http://127.0.0.1:1"\n'
+    for table, entries in tables.items():
+        text += f"[{table}]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "deploygate.toml"
+        path.write_text(text)
+        try:
+            project = load_project(path, environ={})
+        except ConfigError as exc:
+            assert str(exc).startswith(str(path)), str(exc)
+        else:
+            _finite_everywhere(project)
+
+
+@FAST
+@given(st.sampled_from([">", "<", ">=", "<=", "==", "!="]), st.integers(1, 700),
+       st.sampled_from(["", " ms", " s", " %"]), st.sampled_from(["performance.p95_ms", "performance.success_rate"]))
+def test_threshold_levels_are_finite_or_rejected(op: str, digits: int, suffix: str, metric: str) -> None:
+    text = f"{op} {'9' * digits}{suffix}"
+    try:
+        cond = parse_condition(text, metric)
+    except ValueError as exc:
+        assert "bad threshold" in str(exc)
+    else:
+        assert math.isfinite(cond.value) and abs(cond.value) <= 1e15
