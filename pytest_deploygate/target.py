@@ -4,6 +4,7 @@ pre-flight reachability check (a dead environment is named once, the gate could 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def preflight(config: pytest.Config, run: GateRun) -> None:
         return
     client = client_for(env, secrets=run.secrets, check=f"pre-flight of {env.name}")
     try:
-        client.get("")
+        # headers only: whether something answers, not what (a huge or endless body is the checks' business)
+        client.get("", stream=True).close()
     except RequestFailed as exc:
         if not exc.unreachable:
             return  # something answers (TLS trouble, slowness): the checks will say what is wrong
@@ -60,9 +62,19 @@ def launch_demo(config: pytest.Config, run: GateRun, stages: dict[str, str]) -> 
         workdir = Path(tempfile.mkdtemp(prefix="deploygate-demo-"))
         try:
             demo = Demo.start(stages, faults, workdir)
-        except (DemoError, OSError) as exc:
-            raise pytest.UsageError(f"deploygate: could not start the reference deployment: {exc}") from None
-        config.add_cleanup(demo.stop)
+        except BaseException as exc:  # an interrupt mid-launch too: the processes are stopped, the files go
+            shutil.rmtree(workdir, ignore_errors=True)
+            if isinstance(exc, (DemoError, OSError)):
+                raise pytest.UsageError(f"deploygate: could not start the reference deployment: {exc}") from None
+            raise
+
+        def stop() -> None:
+            try:
+                demo.stop()
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+        config.add_cleanup(stop)
         active = demo.state["faults"]
         run.demo_note = "launched the reference deployment" + (f" with faults {active}" if active else "")
     run.demo = demo

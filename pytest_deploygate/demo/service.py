@@ -104,6 +104,7 @@ class Service:
         self.writes = 0
         self.requests = 0
         self._count_lock = threading.Lock()
+        self._last_sweep = time.monotonic()
 
     # One boto3 client per endpoint, shared by the serving threads (clients are thread-safe; resources
     # are not, and building one per connection thread costs more than the request).
@@ -119,8 +120,31 @@ class Service:
                 client = self._clients[endpoint] = session.client("dynamodb", endpoint_url=endpoint)
         return _Table(client, self.tables[collection])
 
+    def warm_clients(self) -> None:
+        """Build every boto3 client and make a first call on each before the API says it is ready: a cold
+        client (loading service models, first connection) costs 100 ms to 1 s, and the first check must not
+        pay it. The tables may not exist yet: any answer warms the client."""
+        for collection in COLLECTIONS:
+            try:
+                self.table(collection).client.list_tables(Limit=1)
+            except Exception:
+                pass
+
+    def warm(self) -> dict[str, Any]:
+        """Once provisioned (``GET /_demo/warm``, called by the launcher before it hands out addresses): the
+        health path and a first TTL sweep, so neither lands cold on the gate's first checks."""
+        status, body = self.health()
+        removed = self.expire_ttl()
+        return {"health": status, "checks": body.get("checks", {}), "expired": removed}
+
     def expire_ttl(self, attribute: str = "ttl") -> int:
         """Delete items whose TTL has passed, as DynamoDB does (the emulator does not)."""
+        try:
+            return self._expire_ttl(attribute)
+        finally:
+            self._last_sweep = time.monotonic()
+
+    def _expire_ttl(self, attribute: str) -> int:
         now = int(time.time())
         removed = 0
         for collection in COLLECTIONS:
@@ -140,11 +164,15 @@ class Service:
     def start_ttl_sweeper(self, interval_s: float) -> None:
         def sweep() -> None:
             while True:
-                time.sleep(interval_s)
+                # counted from the last sweep (the launcher's warm-up sweeps once, just before the checks)
+                wait = self._last_sweep + interval_s - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                    continue
                 try:
                     self.expire_ttl()
                 except Exception:  # the emulator may be gone at shutdown; keep serving
-                    pass
+                    self._last_sweep = time.monotonic()
 
         threading.Thread(target=sweep, name="ttl-sweeper", daemon=True).start()
 
@@ -194,6 +222,8 @@ class Service:
             return 204, None
         if path == "/_demo/stats" and method == "GET":
             return 200, {"stage": self.stage, "requests": self.requests, "writes": self.writes}
+        if path == "/_demo/warm" and method == "GET":
+            return 200, self.warm()
         if path == "/health" and method == "GET":
             return self.health()
         if path in ("/", "/api") and method == "GET":

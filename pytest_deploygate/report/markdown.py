@@ -9,7 +9,9 @@ from typing import Any
 from ..gate import MetricResult
 from .terminal import figure, tests_cell
 
-_ICON = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "⛔", "INTERRUPTED": "⛔", "SKIP": "⏭️"}
+_ICON = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "⛔", "INTERRUPTED": "⛔", "SKIP": "⏭️",
+         "INCONCLUSIVE": "❔", "NO CHECKS": "⛔", "RUNNING": "⏳"}
+_NOTABLE = ("FAIL", "WARN", "INCONCLUSIVE")
 
 
 def _cell(text: object) -> str:
@@ -27,12 +29,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += [f"The run was interrupted: partial verdict {report.get('partial_verdict')}; blocks promotion.", ""]
     if report.get("error"):
         lines += [f"The gate could not run: {_cell(report['error'])}", ""]
+    if verdict == "NO CHECKS":
+        lines += ["No check ran (nothing selected, or every check skipped): blocks promotion.", ""]
     categories: Mapping[str, Any] = report.get("categories") or {}
     metrics = [MetricResult(**m) for m in report.get("metrics") or []]
     if categories:
         lines += ["| category | verdict | tests | breaches |", "|---|---|---|---|"]
         for cat, info in categories.items():
-            bad = [m for m in metrics if m.category == cat and m.verdict in ("FAIL", "WARN")]
+            bad = [m for m in metrics if m.category == cat and m.verdict in _NOTABLE]
             figures = "; ".join(figure(m, code=True) for m in bad[:3]) + (" …" if len(bad) > 3 else "")
             lines.append(f"| {_cell(cat)} | {_ICON.get(info['verdict'], '')} {info['verdict']} "
                          f"| {tests_cell(info['tests'])} | {_cell(figures)} |")
@@ -44,7 +48,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         if len(failed) > 20:
             lines.append(f"- … {len(failed) - 20} more in the JSON report")
         lines.append("")
-    breaches = [m for m in metrics if m.verdict in ("FAIL", "WARN")]
+    breaches = [m for m in metrics if m.verdict in _NOTABLE]
     if breaches:
         lines += ["**Thresholds breached**", ""]
         lines += [f"- {m.verdict} {figure(m, code=True)}" for m in breaches[:20]]
