@@ -55,7 +55,8 @@ ENVIRONMENT_SPEC: dict[str, Any] = {
     "auth": {"header": str, "value": str},
     "resources": {"tables": [str], "buckets": [str]},
     "http": {"connect_timeout_s": TIMEOUT, "read_timeout_s": TIMEOUT, "retries": Num(0, 10, integer=True),
-             "verify": bool, "ca_bundle": str},
+             "verify": bool, "ca_bundle": str, "total_timeout_s": TIMEOUT,
+             "max_body_bytes": Num(0, 10**12, above=True, integer=True)},
     "smoke": {
         "health": [HEALTH_SPEC],
         "endpoints": [ENDPOINT_SPEC],
@@ -104,6 +105,10 @@ class HttpSpec:
     retries: int = 2
     verify: bool = True
     ca_bundle: str | None = None
+    #: the whole request, answer included, however slowly the server trickles it
+    total_timeout_s: float = 30.0
+    #: the largest answer body read, in bytes (10 MB, decimal)
+    max_body_bytes: int = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -230,7 +235,9 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
     http = HttpSpec(connect_timeout_s=float(http_raw.get("connect_timeout_s", 3.05)),
                     read_timeout_s=float(http_raw.get("read_timeout_s", 10.0)),
                     retries=int(http_raw.get("retries", 2)), verify=http_raw.get("verify", True),
-                    ca_bundle=http_raw.get("ca_bundle"))
+                    ca_bundle=http_raw.get("ca_bundle"),
+                    total_timeout_s=float(http_raw.get("total_timeout_s", 30.0)),
+                    max_body_bytes=int(http_raw.get("max_body_bytes", 10_000_000)))
     if http.connect_timeout_s <= 0 or http.read_timeout_s <= 0:
         raise src.error("timeouts must be positive", (*path, "http"))
 

@@ -17,7 +17,7 @@ from .aws import EnvironmentAWS
 from .config import Environment
 from .failures import Unverified, WriteRefused
 from .gate import Metric, make_metric
-from .http import GateHTTP, client_for
+from .http import GateHTTP, client_for, leak_watcher, protected_guard
 from .records import (
     MARK_CANARY,
     MARK_RECORD,
@@ -67,13 +67,22 @@ def peers(deploygate_run: GateRun) -> dict[str, Environment]:
 def http_client(deploygate_run: GateRun, request: pytest.FixtureRequest) -> Iterator[Callable[..., GateHTTP]]:
     """Function scope. A factory ``http_client(base_url=None, env=None)`` of HTTP clients
     (:class:`pytest_deploygate.http.GateHTTP`, a ``requests.Session``) bound to a base URL, with the
-    environment's timeouts, connection-error retries, auth header and timing; closed after the test."""
+    environment's timeouts, total deadline, body cap, retries of refused connections and dropped reads,
+    auth header and timing; closed after the test. Whatever the base URL, a write to any protected
+    environment's URL is refused unless ``--allow-writes``, and a 5xx answer that leaks a stack trace
+    or version is a ``security.errors`` finding of this test."""
     made: list[GateHTTP] = []
+    guard = protected_guard((deploygate_run.environments or deploygate_run.project.environments).values(),
+                            deploygate_run.allow_writes)
+    # the error probes inspect their own error answers (and count them under probe=)
+    scan = "error_probe" not in request.fixturenames
+    recorder = GateRecorder(request.node.stash.setdefault(METRICS_KEY, []), request.node.nodeid, request.node)
 
     def factory(base_url: str | None = None, env: Environment | None = None) -> GateHTTP:
         target = env or deploygate_run.environment
+        watcher = leak_watcher(recorder, target.security.allowlist, request.node.nodeid) if scan else None
         client = client_for(target, base_url, secrets=deploygate_run.secrets, check=request.node.name,
-                            allow_writes=deploygate_run.allow_writes)
+                            allow_writes=deploygate_run.allow_writes, guard=guard, on_error_answer=watcher)
         made.append(client)
         return client
 
