@@ -116,3 +116,14 @@ def suggest(name: str, names: tuple[str, ...] | list[str] | None = None) -> str 
     pool = list(BY_NAME) if names is None else list(names)
     close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
     return close[0] if close else None
+
+
+def markdown_table() -> str:
+    """The README's metric table (``python -m pytest_deploygate.metrics`` prints it)."""
+    rows = ["| metric | unit | what it measures |", "|---|---|---|"]
+    rows += [f"| `{m.name}` | {m.unit or '—'} | {m.description} |" for m in CATALOGUE]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown_table(), end="")
