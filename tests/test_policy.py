@@ -9,7 +9,14 @@ import pytest
 
 from pytest_deploygate.config import ConfigError
 from pytest_deploygate.schema import Source, tomllib
-from pytest_deploygate.thresholds import load_policy, looser_warn, parse_condition, parse_policy, unused_thresholds
+from pytest_deploygate.thresholds import (
+    load_policy,
+    looser_warn,
+    parse_condition,
+    parse_policy,
+    unused_note,
+    unused_thresholds,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -107,3 +114,13 @@ def test_unused_thresholds_are_those_that_judged_nothing() -> None:
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
 def test_the_shipped_policies_are_valid(path: Path, env: str) -> None:
     assert load_policy(path, env).thresholds
+
+
+def test_the_unused_note_covers_the_categories_that_ran() -> None:
+    policy = _policy('[metrics]\n"smoke.health.latency_ms" = { fail = "> 1" }\n'
+                     '"smoke.api.latency_ms" = { fail = "> 1" }\n'
+                     '"performance.p95_ms" = { fail = "> 1" }\n"custom.login_ms" = { fail = "> 1" }\n')
+    # a smoke-only run: the performance and custom thresholds are unused by design, the API one is news
+    note = unused_note(policy, ["smoke.health.latency_ms"])
+    assert note is not None and note.endswith(": smoke.api.latency_ms") and note.startswith("1 threshold(s)")
+    assert unused_note(policy, ["smoke.health.latency_ms", "smoke.api.latency_ms"]) is None
