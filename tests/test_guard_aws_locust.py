@@ -9,9 +9,13 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import boto3
 import pytest
+import requests
 from botocore.exceptions import EndpointConnectionError
+from test_crud_isolation import RunningDemo
 
+from gatehelpers import Gate
 from pytest_deploygate.aws import EnvironmentAWS
 from pytest_deploygate.config import AwsSpec, Environment, HttpSpec
 from pytest_deploygate.failures import WriteRefused
@@ -100,3 +104,89 @@ def test_writable_environments_send_writes(protected: bool, allow_writes: bool) 
     aws = EnvironmentAWS(_env(protected=protected), allow_writes=allow_writes)
     with pytest.raises(EndpointConnectionError):  # sent, not refused
         WRITE_ROUTES["session.resource Object.put"](aws)
+
+
+# --------------------------------------------------------------------------------------------------
+# end to end: the reference deployment, real pytest runs, real Locust
+
+
+def _s3(demo: RunningDemo, env: str) -> Any:
+    info = demo.state["environments"][env]
+    return boto3.client("s3", endpoint_url=info["endpoint_url"], region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def _prod_state(demo: RunningDemo) -> dict[str, Any]:
+    """What a write could change in prod: its tables, its bucket, the API's write counter."""
+    bucket = "aipm-prod-frontend-hosting"
+    return {"items": demo.items("prod"),
+            "objects": sorted((o["Key"], o["ETag"]) for o in _s3(demo, "prod").list_objects_v2(Bucket=bucket).get(
+                "Contents", [])),
+            "api_writes": requests.get(demo.api("prod") + "/_demo/stats", timeout=10).json()["writes"]}
+
+
+USER_AWS_TESTS = '''
+import requests
+
+KEY = "deploygate-guard-probe.txt"
+
+
+def test_session_client_put(aws, deploy_env):
+    aws.session.client("s3").put_object(Bucket=deploy_env.buckets[0], Key=KEY, Body=b"client")
+
+
+def test_session_resource_put(aws, deploy_env):
+    aws.session.resource("s3").Object(deploy_env.buckets[0], KEY).put(Body=b"resource")
+
+
+def test_session_table_put(aws, deploy_env):
+    aws.session.resource("dynamodb").Table(deploy_env.tables[0]).put_item(Item={"id": "guard-probe", "title": "x"})
+
+
+def test_presigned_put(aws, deploy_env):
+    url = aws.session.client("s3").generate_presigned_url("put_object",
+                                                          Params={"Bucket": deploy_env.buckets[0], "Key": KEY})
+    requests.put(url, data=b"presigned", timeout=10).raise_for_status()
+
+
+def test_reads_still_work(aws, deploy_env):
+    assert aws.session.client("s3").list_objects_v2(Bucket=deploy_env.buckets[0])["KeyCount"] >= 1
+    aws.session.resource("dynamodb").Table(deploy_env.tables[0]).scan()
+'''
+
+USER_PEER_TEST = '''
+def test_write_prod_from_a_staging_run(aws_for, peers):
+    prod = peers["prod"]
+    aws_for(prod).session.resource("s3").Object(prod.buckets[0], "deploygate-guard-peer.txt").put(Body=b"peer")
+'''
+
+
+@pytest.mark.e2e
+def test_user_tests_cannot_write_to_prod_through_the_aws_session(gate_project: Gate) -> None:
+    (gate_project.path / "test_user_aws.py").write_text(USER_AWS_TESTS)
+    (gate_project.path / "test_user_peer.py").write_text(USER_PEER_TEST)
+    demo = RunningDemo(gate_project, [])
+    try:
+        before = _prod_state(demo)
+        res = gate_project.run("--env", "prod", "--no-builtin-suites", "test_user_aws.py", "-rA")
+        assert res.ret == 1, res.output
+        res.result.assert_outcomes(failed=4, passed=1)
+        assert res.failed_tests() == {
+            f"test_user_aws.py::{test}": f"refused AWS {call}: {REFUSAL}"
+            for test, call in (("test_session_client_put", "s3.PutObject"),
+                               ("test_session_resource_put", "s3.PutObject"),
+                               ("test_session_table_put", "dynamodb.PutItem"), ("test_presigned_put", "s3.PutObject"))}
+        peer = gate_project.run("--env", "staging", "--no-builtin-suites", "test_user_peer.py")
+        assert peer.ret == 1, peer.output
+        assert peer.failed_tests() == {
+            "test_user_peer.py::test_write_prod_from_a_staging_run": f"refused AWS s3.PutObject: {REFUSAL}"}
+        assert _prod_state(demo) == before  # not one write reached prod
+
+        # The same tests with --allow-writes do write to prod: the guard refused them, nothing else did.
+        allowed = gate_project.run("--env", "prod", "--allow-writes", "--no-builtin-suites", "test_user_aws.py")
+        assert allowed.ret == 0, allowed.output
+        after = _prod_state(demo)
+        assert "deploygate-guard-probe.txt" in {key for key, _ in after["objects"]}
+        assert any(i["id"] == {"S": "guard-probe"} for i in after["items"]["stories"])
+    finally:
+        demo.stop()
