@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .metrics import is_custom, matches, suggest
-from .schema import MAX_NUMBER, ConfigError, MapOf, OneOf, Source, finite, read_toml, validate
+from .schema import MAX_NUMBER, ConfigError, MapOf, Num, OneOf, Source, finite, read_toml, validate
 
 PASS, WARN, FAIL, INFO, SKIP = "PASS", "WARN", "FAIL", "INFO", "SKIP"
 #: the sample cannot tell a breach either way (a rate from too few requests): never PASS or FAIL on noise
@@ -140,7 +140,8 @@ class Policy:
         return None
 
 
-THRESHOLD_SPEC = {"fail": str, "warn": str, "description": str, "custom": bool}
+THRESHOLD_SPEC = {"fail": str, "warn": str, "description": str, "custom": bool,
+                  "min_samples": Num(1, 10**9, integer=True)}
 POLICY_SPEC: dict[str, Any] = {
     "policy": OneOf("none"),
     "metrics": MapOf(THRESHOLD_SPEC),
@@ -199,7 +200,7 @@ def _thresholds(table: Mapping[str, Any], src: Source, path: tuple[str, ...],
             if why:
                 raise src.error(why, (*path, metric, "warn"))
         out[metric] = Threshold(metric, conds.get("fail"), conds.get("warn"),
-                                spec.get("description", ""))
+                                spec.get("description", ""), spec.get("min_samples"))
     return out
 
 

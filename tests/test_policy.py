@@ -124,3 +124,10 @@ def test_the_unused_note_covers_the_categories_that_ran() -> None:
     note = unused_note(policy, ["smoke.health.latency_ms"])
     assert note is not None and note.endswith(": smoke.api.latency_ms") and note.startswith("1 threshold(s)")
     assert unused_note(policy, ["smoke.health.latency_ms", "smoke.api.latency_ms"]) is None
+
+
+def test_min_samples_is_read_per_threshold() -> None:
+    policy = _policy('[metrics]\n"performance.success_rate" = { fail = "< 95", min_samples = 50 }\n')
+    assert policy.lookup("performance.success_rate").min_samples == 50  # type: ignore[union-attr]
+    err = _error('[metrics]\n"performance.success_rate" = { fail = "< 95", min_samples = 0 }\n')
+    assert err.key == "metrics.performance.success_rate.min_samples" and "an integer >= 1" in str(err)
