@@ -153,9 +153,10 @@ def test_guard_owner_by_origin_and_path() -> None:
 def test_guard_of_environments_and_allow_writes() -> None:
     from types import SimpleNamespace as NS
 
-    prod = NS(name="prod", protected=True, base_url="http://127.0.0.1:1", frontend_url="http://127.0.0.1:2/b/index.html",
-              aws=NS(endpoint_url="http://127.0.0.1:2"))
-    staging = NS(name="staging", protected=False, base_url="http://127.0.0.1:3", frontend_url="", aws=NS(endpoint_url=None))
+    prod = NS(name="prod", protected=True, base_url="http://127.0.0.1:1",
+              frontend_url="http://127.0.0.1:2/b/index.html", aws=NS(endpoint_url="http://127.0.0.1:2"))
+    staging = NS(name="staging", protected=False, base_url="http://127.0.0.1:3", frontend_url="",
+                 aws=NS(endpoint_url=None))
     guard = WriteGuard.of([prod, staging])
     assert guard.owner("http://127.0.0.1:1/api") == "prod"
     assert guard.owner("http://127.0.0.1:2/other-bucket/x") == "prod"  # the AWS endpoint is prod's too
@@ -195,7 +196,7 @@ def test_no_route_writes_to_a_protected_destination(hostile: HostileServer, prod
 def test_a_redirect_to_a_protected_destination_is_refused(hostile: HostileServer,
                                                            prod_server: HostileServer) -> None:
     client = GateHTTP(hostile.url, SPEC, guard=_guard(prod_server.url))
-    with pytest.raises(WriteRefused, match="refused POST .*/items: environment prod is protected"):
+    with pytest.raises(WriteRefused, match=r"refused POST .*/items: environment prod is protected"):
         client.post(f"/redirect?to={prod_server.url}/items", json={})
     assert prod_server.count("POST", "/items") == 0
     assert client.get(f"/redirect?to={prod_server.url}/ok").json() == {"ok": True}
