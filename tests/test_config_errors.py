@@ -306,3 +306,21 @@ def test_check_config_finds_the_gates_files_and_passes_what_the_gate_accepts(gat
     cli = _check_config(gate_project, "--env", "qa")
     assert gate.ret == cli.returncode == USAGE_ERROR
     assert _message(cli.stderr) == _message(gate.stderr)
+
+
+@pytest.mark.e2e
+def test_a_threshold_that_judged_nothing_is_a_note(gate_project: Gate) -> None:
+    # the glob is shadowed by the exact names for every smoke latency: it judges nothing
+    (gate_project.path / "thresholds.toml").write_text("""[metrics]
+"smoke.*.latency_ms" = { fail = "> 60000" }
+"smoke.health.latency_ms" = { fail = "> 60000" }
+"smoke.api.latency_ms" = { fail = "> 60000" }
+"smoke.frontend.latency_ms" = { fail = "> 60000" }
+"performance.p95_ms" = { fail = "> 60000" }
+""")
+    res = gate_project.run("--env", "dev", "-m", "gate and smoke")
+    assert res.ret == 0, res.output
+    assert res.report is not None
+    note = "1 threshold(s) judged nothing in this run (no metric of that name was recorded): smoke.*.latency_ms"
+    assert note in res.report["notes"]  # performance did not run: its threshold is no news
+    assert note in res.stdout
