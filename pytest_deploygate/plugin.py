@@ -16,7 +16,7 @@ from . import __version__
 from .config import ConfigError, load_gate, locate_files
 from .failures import CheckFailure
 from .gate import CATEGORIES, Metric, category_of, judge, make_metric
-from .redaction import redact, redact_allure_results, redact_logging, redact_report, restore_logging
+from .redaction import guard, redact, redact_value
 from .run import (
     ARTIFACT_PROPERTY,
     FINDING_PROPERTY,
@@ -156,7 +156,7 @@ def pytest_configure(config: pytest.Config) -> None:
             run.resolve(addresses)
     config.stash[RUN_KEY] = run
     _install_sigterm(config)
-    redact_logging(config, run)
+    guard(config, run)  # secrets never leave the run, whatever a test does
     if getattr(config.option, "dist", None) == "load":
         # load tests carry xdist_group("deploygate-load"): one worker runs them, one after another
         config.option.dist = "loadgroup"
@@ -281,8 +281,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Safety net for an interrupted run: delete records whose test never reached its teardown; then
-    redact what other reporters wrote (Allure results) and restore logging."""
+    """Safety net for an interrupted run: delete records whose test never reached its teardown."""
     from .fixtures import LEDGERS
 
     for ledger in list(LEDGERS):
@@ -290,8 +289,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run = get_run(config)
     if run is None:
         return
-    redact_allure_results(config, run.secrets)
-    restore_logging(config)
     if SIGTERM_KEY in config.stash:
         signal.signal(signal.SIGTERM, config.stash[SIGTERM_KEY])
 
@@ -329,8 +326,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.excinfo is not None and call.excinfo.errisinstance(CheckFailure):
         message = str(call.excinfo.value)
         report.longrepr = redact(message, run.secrets) if run else message
-    if run is not None and run.secrets:
-        redact_report(report, run.secrets)
     return report
 
 
@@ -422,7 +417,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             run.notes.append(unused)
         _log_threshold_reports(config, run)
         _publish(run)
-        run.report = build_report(run, int(exitstatus), __version__)
+        run.report = redact_value(build_report(run, int(exitstatus), __version__), run.secrets)
         write_report(run.report, run.report_path, run.secrets, run.markdown_path)
         config.hook.pytest_deploygate_verdict(config=config, verdict=run.verdict, report=run.report)
     except Exception as exc:  # never raise out of sessionfinish: say what broke, fail the gate

@@ -15,6 +15,7 @@ import pytest
 
 from .config import DEPLOYED_FIELDS, ConfigError, Environment, Project
 from .gate import Metric, TestTally, Verdict
+from .redaction import aws_credential_secrets
 from .thresholds import Policy
 
 
@@ -66,12 +67,15 @@ class GateRun:
     verdict: Verdict | None = None
     report: dict[str, Any] | None = None
     error: str | None = None
-    #: secrets that are not in the configuration (a launched deployment's token)
+    #: secrets that are not in the configuration (a launched deployment's token, AWS credentials)
     extra_secrets: set[str] = field(default_factory=set)
     fail_on_inconclusive: bool = False
     #: xdist: where the controller leaves the launched addresses for its workers (they start before the launch)
     addresses_file: Path | None = None
     launched: bool = False
+
+    def __post_init__(self) -> None:
+        self.extra_secrets |= aws_credential_secrets(self.project.environments.values())
 
     @property
     def environment(self) -> Environment:
@@ -96,6 +100,7 @@ class GateRun:
                     self.extra_secrets.add(addresses[name]["token"])
             out[name] = env
         self.environments = out
+        self.extra_secrets |= aws_credential_secrets(out.values())
 
     def tallies(self) -> dict[str, TestTally]:
         result: dict[str, TestTally] = {}
