@@ -111,8 +111,11 @@ def parse_toml_text(text: str, path: Path) -> dict[str, Any]:
             line = int(m.group(1)) if m else None
         raise ConfigError(f"malformed TOML: {msg}", file=path, line=line) from None
     except RecursionError:
+        # best effort: the first line that opens more brackets than any configuration needs
+        line = next((n for n, text_line in enumerate(text.splitlines(), start=1)
+                     if text_line.count("[") + text_line.count("{") > MAX_DEPTH), None)
         raise ConfigError(f"malformed TOML: tables or arrays nested too deeply (at most {MAX_DEPTH} levels)",
-                          file=path) from None
+                          file=path, line=line) from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise ConfigError(f"malformed TOML: {exc}", file=path) from None
     deep = depth_error(data)

@@ -230,7 +230,7 @@ BAD_CONFIGS = {
     "binary": ("deploygate.toml", lambda t: bytes(range(256)) * 4, ["deploygate.toml:1:", "not a text file"]),
     "latin-1": ("deploygate.toml", lambda t: ("# caf\u00e9\n" + t).encode("latin-1", "replace"),
                 ["deploygate.toml:1:", "not UTF-8 text: byte 0xe9"]),
-    "deep-arrays": ("deploygate.toml", _deep_arrays, ["deploygate.toml", "nested too deeply"]),
+    "deep-arrays": ("deploygate.toml", _deep_arrays, ["@nested = [[[", "nested too deeply"]),
     "deep-tables": ("deploygate.toml", _deep_tables, ["deploygate.toml:", "a.a.a.a.a.a...", "nested too deeply"]),
     "threshold-typo": ("thresholds.toml",
                        lambda t: t.replace('"smoke.health.latency_ms" = { warn', '"smoke.helth.latency_ms" = { warn'),
