@@ -273,3 +273,28 @@ endpoints = [{{ path = "/trickle" }}, {{ path = "/endless" }}, {{ path = "/big" 
     assert not any("test_health" in n for n in failed)
     assert "Traceback" not in res.output
     assert took < 120, f"the gate took {took:.0f} s"
+
+
+@pytest.mark.e2e
+def test_a_trace_met_by_smoke_or_crud_is_a_security_finding(gate_project: Gate) -> None:
+    # every second /api answer is a 500 that carries a traceback
+    res = gate_project.run("--env", "staging", "-m", "gate and (smoke or crud)",
+                           faults="staging:errors,staging:stack-trace")
+    assert res.ret == 1, res.output
+    assert res.report is not None
+    leaks = [m for m in res.report["metrics"] if m["name"] == "security.errors.leaks_count"]
+    assert leaks and all("seen_in" in m["labels"] and "probe" not in m["labels"] for m in leaks), leaks
+    assert any(m["value"] >= 1 and m["verdict"] == "FAIL" for m in leaks), leaks
+    seen_in = {m["labels"]["seen_in"].split("::")[0].rsplit("/", 1)[-1] for m in leaks}
+    assert seen_in & {"test_smoke.py", "test_crud.py"}, seen_in
+    texts = [f["text"] for f in res.report["findings"] if f["check"] == "errors"]
+    assert any("answered 500 (seen in " in t and "Traceback (most recent call last)" in t
+               and "[DG-ERROR-TRACE]" in t for t in texts), texts
+
+
+@pytest.mark.e2e
+def test_a_healthy_run_meets_no_leaking_error_answer(gate_project: Gate) -> None:
+    res = gate_project.run("--env", "staging", "-m", "gate and (smoke or crud)", faults="staging:stack-trace")
+    assert res.ret == 0, res.output
+    assert res.report is not None
+    assert not [m for m in res.report["metrics"] if m["name"] == "security.errors.leaks_count"]

@@ -234,7 +234,8 @@ class Service:
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2 and parts[0] == "api" and parts[1] in COLLECTIONS and len(parts) <= 3:
             if "errors" in self.faults and next(self._api_calls) % 2 == 0:
-                return 500, {"message": "internal error"}
+                # raised, not returned: the 500 is a crash, with a traceback under the stack-trace fault
+                raise RuntimeError("injected failure (fault: errors)")
             if "flaky" in self.faults and next(self._api_calls) % FLAKY_EVERY == FLAKY_EVERY - 1:
                 return 500, {"message": "internal error"}
             collection = parts[1]
