@@ -195,33 +195,50 @@ def test_allowlist_path_scopes_a_secret_to_one_file() -> None:
 # ---------------------------------------------------------------------------------------------- fetch
 
 class Client:
+    """Answers with ``statuses`` in turn (None: the connection drops); remembers how often it was asked."""
+
     check = "test_x"
 
-    def __init__(self, status: int | None = None) -> None:
-        self.status = status
+    def __init__(self, *statuses: int | None) -> None:
+        self.statuses = list(statuses)
+        self.asked = 0
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        if self.status is None:
+        status = self.statuses[min(self.asked, len(self.statuses) - 1)]
+        self.asked += 1
+        if status is None:
             raise RequestFailed(f"{self.check}: {method} {url}: connection closed before an answer", "dropped")
         response = requests.Response()
-        response.status_code = self.status
+        response.status_code = status
         response.url = url
         return response
 
 
-@pytest.mark.parametrize(("status", "why"), [
-    (None, "GET http://h/p: connection closed before an answer"),
-    (503, "GET http://h/p answered 503"),
+@pytest.mark.parametrize(("statuses", "why"), [
+    ((None,), "GET http://h/p: connection closed before an answer"),
+    ((503,), "GET http://h/p answered 503 (asked twice)"),
 ])
-def test_no_usable_answer_is_could_not_check_never_a_finding(status: int | None, why: str) -> None:
+def test_no_usable_answer_is_could_not_check_never_a_finding(statuses: tuple[int | None, ...], why: str) -> None:
     sink = Sink()
     with pytest.raises(Unverified, match="could not check"):
-        fetch(sink, "security", "security headers", Client(status), "GET", "http://h/p")
+        fetch(sink, "security", "security headers", Client(*statuses), "GET", "http://h/p")
     assert sink.unverified == [("security", "security headers", why, {})]
 
 
+def test_a_one_off_5xx_on_a_read_is_asked_again() -> None:
+    sink, client = Sink(), Client(502, 200)
+    assert fetch(sink, "security", "CORS", client, "GET", "http://h/p").status_code == 200
+    assert client.asked == 2 and sink.unverified == []
+
+
+def test_a_write_is_never_sent_twice() -> None:
+    sink, client = Sink(), Client(500, 200)
+    with pytest.raises(Unverified, match=r"POST http://h/p answered 500$"):
+        fetch(sink, "security", "protected endpoint", client, "POST", "http://h/p")
+    assert client.asked == 1
+
+
 def test_an_error_probe_expects_its_5xx() -> None:
-    sink = Sink()
-    assert fetch(sink, "security", "error probe", Client(500), "GET", "http://h/p", error_expected=True).status_code \
-        == 500
-    assert sink.unverified == []
+    sink, client = Sink(), Client(500)
+    assert fetch(sink, "security", "error probe", client, "GET", "http://h/p", error_expected=True).status_code == 500
+    assert sink.unverified == [] and client.asked == 1

@@ -347,6 +347,11 @@ def _odd_handler(routes: dict[str, Route]) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client hanging up on a dropped answer is the point of the test, not an error
+
+
 @pytest.fixture
 def odd_site(gate_project: Gate, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """``odd_site(routes, security="...")``: serve ``routes`` (over the healthy ones) on 127.0.0.1 and
@@ -354,8 +359,9 @@ def odd_site(gate_project: Gate, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
     servers: list[ThreadingHTTPServer] = []
     monkeypatch.setenv("ODD_TOKEN", TOKEN)
 
-    def start(routes: dict[str, Route] | None = None, security: str = "", isolation: str = "") -> None:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _odd_handler({**HEALTHY, **(routes or {})}))
+    def start(routes: dict[str, Route] | None = None, security: str = "", isolation: str = "", smoke: str = "",
+              frontend_secrets: bool = False) -> None:
+        server = _QuietServer(("127.0.0.1", 0), _odd_handler({**HEALTHY, **(routes or {})}))
         server.daemon_threads = True
         servers.append(server)
         _serve(server)
@@ -366,12 +372,15 @@ base_url = "{url}"
 frontend_url = "{url}/index.html"
 auth = {{ value = "Bearer ${{ODD_TOKEN}}" }}
 http = {{ read_timeout_s = 20, retries = 1 }}
-smoke = {{ health = [{{ path = "/api" }}] }}
+
+[environments.odd.smoke]
+health = [{{ path = "/api" }}]
+{smoke}
 
 [environments.odd.security]
 protected_endpoints = [{{ path = "/admin" }}]
 error_probes = [{{ path = "/boom" }}]
-frontend_secrets = false
+frontend_secrets = {str(frontend_secrets).lower()}
 {security}
 
 [environments.odd.isolation]
@@ -497,6 +506,69 @@ def test_allowlisted_posture_finding(gate_project: Gate, odd_site: Callable[...,
         assert res.metric("security.headers.missing_count")["value"] == 1
         assert texts == {"X-Frame-Options is missing [DG-HEADER-X-Frame-Options] "
                          f"(allowlist entry DG-HEADER-X-Frame-Options expired on {expires}: counts again)": "MEDIUM"}
+
+
+SECRET_CONFIG = "window.config = { stage: 'odd', aws_secret_access_key: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };"
+
+
+@pytest.mark.parametrize(("config_js", "words"), [
+    (_plain(500, "oops"), "frontend secrets: could not check: GET http://127.0.0.1:"),
+    (lambda _h: (200, {"Content-Type": "application/javascript"}, SECRET_CONFIG),
+     "AWS secret access key wJal…EY in http://127.0.0.1:"),
+], ids=["unreadable", "secret"])
+def test_frontend_secrets_says_what_it_could_not_read(gate_project: Gate, odd_site: Callable[..., None],
+                                                      config_js: Route, words: str) -> None:
+    page = '<html><script src="config.js"></script><script src="app.js"></script></html>'
+    odd_site({"/config.js": config_js, "/app.js": _dropped,
+              "/index.html": lambda _h: (200, {"Content-Type": "text/html"}, page)},
+             smoke='frontend = { config_js = "config.js" }', frontend_secrets=True)
+    res = gate_project.run("--env", "odd", "-m", "gate and security", "-k", "frontend")
+    assert res.ret == 1, res.output
+    reason = _reason(res, "test_frontend_has_no_secrets")
+    assert words in reason, reason
+    assert "/app.js" in reason  # the dropped script is named as not read, never as clean
+    if "could not check" in words:
+        assert "/config.js answered 500 (asked twice)" in reason
+        assert res.metric("security.unverified_count", check="frontend secrets")["value"] == 1
+        assert not any(m["name"] == "security.frontend.secrets_count" for m in res.report["metrics"]) \
+            if res.report else False
+    else:
+        assert "[DG-SECRET-AWS-SECRET-KEY]" in reason and "could not read: " in reason
+        assert res.metric("security.frontend.secrets_count")["verdict"] == "FAIL"
+
+
+def test_tls_handshake_cut_short_is_could_not_check(gate_project: Gate) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def hang_up() -> None:  # accepts, then closes before any TLS handshake: a reset by a balancer
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        (gate_project.path / "deploygate.toml").write_text(f"""
+[environments.edge]
+base_url = "https://127.0.0.1:{port}"
+smoke = {{ health = [{{ path = "/" }}] }}
+security = {{ frontend_secrets = false }}
+""")
+        res = gate_project.run("--env", "edge", "-m", "gate and security", "-k", "tls")
+    finally:
+        listener.close()
+    assert res.ret == 1, res.output
+    reason = _reason(res, "test_tls")
+    assert f"TLS: could not check: 127.0.0.1:{port}: connection closed during the handshake" in reason, reason
+    assert res.metric("security.unverified_count", check="TLS")["value"] == 1
+    assert "certificate not valid" not in res.stdout
 
 
 @pytest.mark.parametrize(("fault", "owner", "other"), [

@@ -9,7 +9,8 @@ import datetime
 import re
 import socket
 import ssl
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from urllib.parse import urlsplit
@@ -226,21 +227,43 @@ class Recorder(Protocol):
     def could_not_check(self, category: str, check: str, why: str, **labels: object) -> NoReturn: ...
 
 
+#: reads a posture check may ask twice: a one-off 5xx says nothing about headers or CORS
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+RETRY_PAUSE_S = 0.2
+
+
+def settle(send: Callable[[], requests.Response], method: str) -> requests.Response:
+    """``send()``; a read answered with a 5xx is asked once more, so that one random server error does
+    not turn a posture check into *could not check* (a persistent one still does)."""
+    response = send()
+    if response.status_code >= 500 and method.upper() in SAFE_METHODS:
+        time.sleep(RETRY_PAUSE_S)
+        response = send()
+    return response
+
+
+def failure_reason(exc: RequestFailed, client: Any, method: str = "", url: str = "") -> str:
+    """A transport failure's reason without the prefixes the caller already states (check name, request)."""
+    why = str(exc).removeprefix(f"{getattr(client, 'check', '')}: ")
+    return why.removeprefix(f"{method} {url}: ") if method else why
+
+
 def fetch(gate: Recorder, category: str, check: str, client: Any, method: str, url: str, *,
           error_expected: bool = False, labels: Mapping[str, object] | None = None,
           **kwargs: Any) -> requests.Response:
     """``client.request(method, url)``, or a failed *could not check* (``<category>.unverified_count``)
-    when nothing usable came back: a timeout, a dropped connection, or a 5xx (unless the check provokes
-    errors on purpose, ``error_expected``). Never a finding."""
+    when nothing usable came back: a timeout, a dropped connection, or a 5xx that persists (unless the
+    check provokes errors on purpose, ``error_expected``). Never a finding."""
     try:
-        response = client.request(method, url, **kwargs)
+        if error_expected:
+            response = client.request(method, url, **kwargs)
+        else:
+            response = settle(lambda: client.request(method, url, **kwargs), method)
     except RequestFailed as exc:
-        why = str(exc)
-        prefix = f"{getattr(client, 'check', '')}: "
-        gate.could_not_check(category, check, why[len(prefix):] if why.startswith(prefix) else why,
-                             **dict(labels or {}))
+        gate.could_not_check(category, check, failure_reason(exc, client), **dict(labels or {}))
     if response.status_code >= 500 and not error_expected:
-        gate.could_not_check(category, check, f"{method} {response.url} answered {response.status_code}",
+        again = " (asked twice)" if method.upper() in SAFE_METHODS else ""
+        gate.could_not_check(category, check, f"{method} {response.url} answered {response.status_code}{again}",
                              **dict(labels or {}))
     return response
 
