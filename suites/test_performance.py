@@ -81,7 +81,8 @@ def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  #
                            f"relative to {Path.cwd()})")
     workdir = deploygate_run.report_path.parent / "performance"
     runner = LocustRun(deploy_env, spec, workdir,
-                       auth_value=deploy_env.auth.value if deploy_env.auth and deploy_env.auth.value else None)
+                       auth_value=deploy_env.auth.value if deploy_env.auth and deploy_env.auth.value else None,
+                       allow_writes=deploygate_run.allow_writes)
     request.addfinalizer(runner.stop)  # an interrupted run never leaves Locust behind
     show, done = _live_line(request.config, spec.duration_s)
     try:
@@ -101,12 +102,19 @@ def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  #
                                "no load was run")
         raise CheckFailure(f"performance: Locust produced no results ({why}): {last}".rstrip(": "))
     gate.record("performance.requests_count", result.requests)
+    # the locustfile writes, and the environment is read-only: that is the finding, whatever the figures say
+    refused = WriteRefused(f"performance: {outcome.refused} requests of the load were writes to protected "
+                           f"{deploy_env.name} and were refused, none sent (pass --allow-writes as well as "
+                           f"--allow-load to let the load write); e.g. {outcome.refused_example}"
+                           ) if outcome.refused else None
     if result.requests < spec.min_requests:
-        raise CheckFailure(f"performance: too few requests to judge: {result.requests} after the warm-up, "
-                           f"fewer than min_requests = {spec.min_requests}")
+        raise refused or CheckFailure(f"performance: too few requests to judge: {result.requests} after the "
+                                      f"warm-up, fewer than min_requests = {spec.min_requests}")
     _record(gate, result)
     for endpoint, figures in result.endpoints.items():
         for key, value in figures.items():
             gate.record(f"performance.endpoint.{key}", value, endpoint=endpoint)
+    if refused is not None:
+        raise refused
     if outcome.aborted:
         raise CheckFailure(f"performance: {outcome.aborted}")

@@ -6,7 +6,9 @@ closed port), then end-to-end runs against the reference deployment (marked e2e)
 
 from __future__ import annotations
 
+import csv
 import socket
+import textwrap
 from typing import Any
 
 import boto3
@@ -188,5 +190,103 @@ def test_user_tests_cannot_write_to_prod_through_the_aws_session(gate_project: G
         after = _prod_state(demo)
         assert "deploygate-guard-probe.txt" in {key for key, _ in after["objects"]}
         assert any(i["id"] == {"S": "guard-probe"} for i in after["items"]["stories"])
+    finally:
+        demo.stop()
+
+
+WRITER = {
+    "http": '''
+import requests
+from locust import HttpUser, constant, task
+
+
+class Writer(HttpUser):
+    wait_time = constant(0.05)
+
+    @task(3)
+    def create_and_delete(self):
+        created = self.client.post("/api/stories", json={"title": "written by load"}, name="create story")
+        self.client.delete(f"/api/stories/{created.json()['id']}", name="delete story")
+
+    @task
+    def session_send(self):  # around HttpSession.request: its transport
+        self.client.send(requests.Request("PUT", self.host + "/api/stories/none", json={}).prepare())
+
+    @task
+    def plain_requests(self):  # no Locust client at all
+        requests.patch(self.host + "/api/stories/none", json={}, timeout=5)
+
+    @task(3)
+    def read(self):
+        self.client.get("/api/stories", name="list stories")
+''',
+    "fast": '''
+from geventhttpclient import HTTPClient
+from locust import FastHttpUser, constant, task
+
+
+class Writer(FastHttpUser):
+    wait_time = constant(0.05)
+
+    @task(3)
+    def create_and_delete(self):
+        created = self.client.post("/api/stories", json={"title": "written by load"}, name="create story")
+        self.client.delete(f"/api/stories/{created.json()['id']}", name="delete story")
+
+    @task
+    def bare_client(self):  # geventhttpclient without Locust's session
+        HTTPClient.from_url(self.host).request("PUT", "/api/stories/none", body=b"{}")
+
+    @task(3)
+    def read(self):
+        self.client.get("/api/stories", name="list stories")
+''',
+}
+BYPASSES = {"http": ["PUT /api/stories/none", "PATCH /api/stories/none"], "fast": ["PUT /api/stories/none"]}
+
+
+def _failures(gate: Gate) -> dict[str, int]:
+    """Locust's failure messages of the last prod run, with their counts."""
+    with open(gate.path / ".deploygate" / "performance" / "locust-prod_failures.csv", newline="") as f:
+        return {row["Error"]: int(row["Occurrences"]) for row in csv.DictReader(f)}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("client", ["http", "fast"])
+def test_a_user_locustfile_cannot_write_to_prod_with_allow_load_only(gate_project: Gate, client: str) -> None:
+    (gate_project.path / "writer.py").write_text(WRITER[client])
+    config = gate_project.path / "deploygate.toml"
+    config.write_text(config.read_text() + textwrap.dedent("""
+        [environments.prod.performance]
+        locustfile = "writer.py"
+        users = 5
+        duration_s = 3
+        warmup_s = 0
+        min_requests = 1
+        abort_on_fail = false
+    """))
+    demo = RunningDemo(gate_project, [])
+    try:
+        before = _prod_state(demo)
+        res = gate_project.run("--env", "prod", "-m", "gate and performance", "--allow-load")
+        assert res.ret == 1, res.output
+        reason = res.failed_tests()["test_performance.py::test_performance"]
+        assert "requests of the load were writes to protected prod and were refused, none sent (pass " \
+               "--allow-writes as well as --allow-load to let the load write)" in reason, reason
+        assert f"refused POST create story: {REFUSAL}" in _failures(gate_project), _failures(gate_project)
+        for bypass in BYPASSES[client]:
+            assert f"refused {bypass}: {REFUSAL}" in _failures(gate_project), _failures(gate_project)
+        posts = res.metric("performance.endpoint.requests_count", endpoint="POST create story")["value"]
+        assert posts > 0 and res.metric("performance.endpoint.failures_count",
+                                        endpoint="POST create story")["value"] == posts
+        assert res.metric("performance.endpoint.failures_count", endpoint="GET list stories")["value"] == 0
+        assert res.metric("performance.endpoint.requests_count", endpoint="GET list stories")["value"] > 0
+        assert _prod_state(demo) == before  # 0 writes: tables, bucket and the API's write counter
+
+        # --allow-writes as well: the same locustfile writes (the guard was the rule, not a breakage)
+        allowed = gate_project.run("--env", "prod", "-m", "gate and performance", "--allow-load", "--allow-writes")
+        assert allowed.ret == 0, allowed.output
+        assert allowed.metric("performance.endpoint.failures_count", endpoint="POST create story")["value"] == 0
+        assert _prod_state(demo)["api_writes"] > 2 * posts // 3
     finally:
         demo.stop()

@@ -1,0 +1,217 @@
+"""Runs inside Locust, never in pytest: the gate passes it first in ``-f guard.py,locustfile.py``.
+
+Two duties in every Locust process (master, ``--processes`` workers, and distributed workers, which get
+this file from the master):
+
+- On a protected environment without --allow-writes, every request that is not a read (GET, HEAD,
+  OPTIONS) is refused before it is sent, and counted as a Locust failure that names the rule. Both
+  clients (HttpUser's requests session, FastHttpUser's geventhttpclient) are guarded at the request and
+  at the transport, so ``client.send(...)``, ``requests.post(...)`` and geventhttpclient used directly
+  are refused too.
+- When the gate process dies (even by SIGKILL), Locust and its local workers die within a second:
+  Linux's parent-death signal, and a watchdog thread for what it cannot see.
+
+Standalone: only the standard library and Locust (a remote worker has nothing else). The gate sets the
+rule and its own identity in the environment variables below; unset, this module does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from locust import events
+from locust.exception import RescheduleTask
+
+#: why non-read requests are refused (empty or unset: they are allowed). Also a Locust option, so the
+#: master hands it to distributed workers, whose environment the gate does not set.
+READ_ONLY_VAR = "DEPLOYGATE_LOAD_READ_ONLY"
+#: the pid of the gate process (Locust's parent); Locust exits when it is gone
+GATE_VAR = "DEPLOYGATE_GATE_PID"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WATCH_INTERVAL_S = 0.5
+PR_SET_PDEATHSIG = 1
+
+#: the process that imported this file: the Locust master (``--processes`` workers are forked after import)
+_MASTER_PID = os.getpid()
+_environment: list[Any] = []
+
+
+class WriteRefused(Exception):
+    """A request that would write to a protected environment; shown in Locust's failures as its message."""
+
+    def __repr__(self) -> str:  # Locust names a failure by repr(): the message alone reads best
+        return str(self)
+
+
+def _reason() -> str:
+    reason = os.environ.get(READ_ONLY_VAR, "")
+    if not reason and _environment:
+        reason = getattr(_environment[0].parsed_options, "deploygate_read_only", "") or ""
+    return reason
+
+
+def refuse_writes(method: Any, name: Any) -> None:
+    """Refuse (count as a failure, never send) a non-read request while the environment is read-only."""
+    verb = (method.decode() if isinstance(method, bytes) else str(method)).upper()
+    if verb in READ_METHODS:
+        return
+    reason = _reason()
+    if not reason:
+        return
+    label = name.decode() if isinstance(name, bytes) else str(name)
+    refused = WriteRefused(f"refused {verb} {label}: {reason}")
+    events.request.fire(request_type=verb, name=label, response_time=0, response_length=0, response=None,
+                        context={}, exception=refused, start_time=time.time(), url=label)
+    # ends the task like a return: the user's code after the write never runs on a response that never came
+    raise RescheduleTask() from refused
+
+
+def _guard_request(cls: Any) -> None:
+    original = cls.request
+
+    @functools.wraps(original)
+    def request(self: Any, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+        name = kwargs.get("name") or (args[0] if args else None) or getattr(self, "request_name", None) or url
+        refuse_writes(method, name)
+        return original(self, method, url, *args, **kwargs)
+
+    cls.request = request
+
+
+def _install_write_guard() -> None:
+    import geventhttpclient.client
+    import requests.adapters
+    from locust.clients import HttpSession
+    from locust.contrib.fasthttp import FastHttpSession
+
+    # the request level names the failure as Locust would name the request
+    _guard_request(HttpSession)
+    _guard_request(FastHttpSession)
+
+    # the transport level catches every other way to send: Session.send, requests.post, a bare HTTPClient
+    adapter_send = requests.adapters.HTTPAdapter.send
+
+    @functools.wraps(adapter_send)
+    def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        refuse_writes(request.method, getattr(request, "_explicit_name", None) or request.path_url)
+        return adapter_send(self, request, *args, **kwargs)
+
+    requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
+
+    client_request = geventhttpclient.client.HTTPClient.request
+
+    @functools.wraps(client_request)
+    def http_client_request(self: Any, method: Any, request_uri: Any, *args: Any, **kwargs: Any) -> Any:
+        refuse_writes(method, request_uri)
+        return client_request(self, method, request_uri, *args, **kwargs)
+
+    geventhttpclient.client.HTTPClient.request = http_client_request  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------------------------------
+# dying with the gate
+
+
+def _gate_pid() -> int | None:
+    pid = os.environ.get(GATE_VAR, "")
+    return int(pid) if pid.isdigit() else None
+
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of ``pid`` from /proc, or None when there is no such process (or no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], fields[19]
+
+
+def gate_alive(pid: int, start: str) -> bool:
+    """The gate process still runs: same pid *and* start time (a pid can be reused), not a zombie."""
+    if os.path.isdir("/proc"):
+        seen = _stat(pid)
+        return seen is not None and seen[0] != "Z" and (not start or seen[1] == start)
+    try:  # no /proc: the pid alone
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _die(why: str) -> None:
+    try:
+        sys.stderr.write(f"deploygate: {why}; stopping Locust\n")
+        sys.stderr.flush()
+    except Exception:  # dying anyway: a closed stderr must not stop it
+        pass
+    if os.getpgrp() == _MASTER_PID:  # the gate started Locust in its own process group: master and workers
+        os.killpg(_MASTER_PID, signal.SIGKILL)
+    os._exit(3)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when the thread that started it exits (the gate blocks in
+    that thread until Locust ends, so only the gate's death can end it first)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the watchdog alone
+        pass
+    if os.getppid() != parent:  # it died before the signal was armed
+        _die(f"parent process {parent} is gone")
+
+
+def _watch(gate_pid: int, gate_start: str, parent: int) -> None:
+    sleep = _original("time", "sleep")
+    while True:
+        sleep(WATCH_INTERVAL_S)
+        if os.getppid() != parent:
+            _die(f"parent process {parent} is gone")
+        if not gate_alive(gate_pid, gate_start):
+            _die(f"the gate process {gate_pid} is gone")
+
+
+def _original(module: str, name: str) -> Any:
+    # a real thread and a real sleep: a greenlet would wait on users that never yield
+    from gevent import monkey
+
+    return monkey.get_original(module, name)
+
+
+def arm_watchdog() -> None:
+    """In this process (master or forked worker): die with the parent, and watch the gate."""
+    if _GATE_PID is None:
+        return
+    parent = _GATE_PID if os.getpid() == _MASTER_PID else _MASTER_PID
+    _die_with_parent(parent)
+    _original("_thread", "start_new_thread")(_watch, (_GATE_PID, _GATE_START, parent))
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any, **_: Any) -> None:
+    parser.add_argument("--deploygate-read-only", env_var=READ_ONLY_VAR, default="", include_in_web_ui=False,
+                        help="set by pytest-deploygate: why requests other than reads are refused")
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_: Any) -> None:
+    # after --processes forks: each process arms its own parent-death signal and watchdog
+    _environment[:] = [environment]
+    arm_watchdog()
+
+
+_install_write_guard()
+_GATE_PID = _gate_pid()
+_GATE_START = ""
+if _GATE_PID is not None:
+    _die_with_parent(_GATE_PID)  # the master, as early as possible (the gate is its parent)
+    # the gate's start time, read while it is certainly alive: a reused pid is not the gate
+    _GATE_START = (_stat(_GATE_PID) or ("", ""))[1]
