@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, Environment, cli_root, find_config, load_gate, load_project, locate_files
+from .config import ConfigError, Environment, GateFiles, cli_root, load_gate, load_project, locate_files
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 4
 DEFAULT_STATE_DIR = Path(".deploygate") / "demo"
@@ -25,15 +25,23 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> int:
     return code
 
 
+def _files(config: str | None, thresholds: str | None = None, rootdir: str | None = None) -> GateFiles:
+    """The files a gate run from here would read (paths given on the command line are relative to the
+    current directory)."""
+    root = Path(os.path.abspath(rootdir)) if rootdir else cli_root()
+    return locate_files(root, Path(os.path.abspath(config)) if config else None,
+                        Path(os.path.abspath(thresholds)) if thresholds else None)
+
+
 def _stages(config: str | None) -> dict[str, str]:
     """Environments to launch: those with ``launch = "demo"`` in the project config, else dev/staging/prod."""
     try:
-        path, table = find_config(Path.cwd(), config)
+        files = _files(config)
     except ConfigError:
         if config:
             raise
         return dict(DEFAULT_STAGES)
-    project = load_project(path, table)
+    project = load_project(files.config, files.table)
     stages = {n: e.stage for n, e in project.environments.items() if e.launch == "demo"}
     return stages or dict(DEFAULT_STAGES)
 
@@ -111,8 +119,8 @@ def _environment(args: argparse.Namespace) -> Environment:
     """The environment named on the command line, with the addresses of a running reference deployment."""
     from .demo.launcher import STATE_FILE, Demo
 
-    path, table = find_config(Path.cwd(), args.config)
-    env = load_project(path, table).environment(args.env)
+    files = _files(args.config)
+    env = load_project(files.config, files.table).environment(args.env)
     if env.launch == "demo":
         demo = Demo.find(Path(args.state_dir) / STATE_FILE)
         if demo is None or env.name not in demo.environments:
@@ -179,9 +187,7 @@ def check_config(args: argparse.Namespace) -> int:
     """Run exactly the gate's configuration checks (:func:`~pytest_deploygate.config.load_gate`) on the
     files the gate would read from here (:func:`~pytest_deploygate.config.locate_files`)."""
     try:
-        root = Path(args.rootdir) if args.rootdir else cli_root()
-        files = locate_files(root, Path(args.config) if args.config else None,
-                             Path(args.thresholds) if args.thresholds else None)
+        files = _files(args.config, args.thresholds, args.rootdir)
         project, _ = load_gate(files, [args.env] if args.env else None)
     except ConfigError as exc:
         return _fail(str(exc))

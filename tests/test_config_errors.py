@@ -324,3 +324,27 @@ def test_a_threshold_that_judged_nothing_is_a_note(gate_project: Gate) -> None:
     note = "1 threshold(s) judged nothing in this run (no metric of that name was recorded): smoke.*.latency_ms"
     assert note in res.report["notes"]  # performance did not run: its threshold is no news
     assert note in res.stdout
+
+
+def test_locate_files_is_the_one_lookup(tmp_path: Path) -> None:
+    from pytest_deploygate.config import cli_root, locate_files
+
+    with pytest.raises(ConfigError, match=r"no deploygate\.toml"):
+        locate_files(tmp_path)
+    (tmp_path / "deploygate.toml").write_text("")
+    files = locate_files(tmp_path)
+    assert files.config == tmp_path / "deploygate.toml" and files.table is None
+    assert files.thresholds.name == "thresholds.toml" and files.thresholds.parent.name == "pytest_deploygate"
+    (tmp_path / "thresholds.toml").write_text("")
+    assert locate_files(tmp_path).thresholds == tmp_path / "thresholds.toml"
+    with pytest.raises(ConfigError, match="thresholds file not found"):
+        locate_files(tmp_path, thresholds=tmp_path / "nope.toml")
+    # the CLI's root: the nearest directory upwards holding the configuration
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert cli_root(deep) == tmp_path.resolve()
+    (tmp_path / "a" / "pyproject.toml").write_text('[tool.deploygate]\nservice = "x"\n')
+    assert cli_root(deep) == (tmp_path / "a").resolve()
+    assert locate_files(cli_root(deep)).table == "tool.deploygate"
+    (tmp_path / "a" / "pyproject.toml").write_text('[tool.other]\nx = 1\n')
+    assert cli_root(deep) == tmp_path.resolve()
