@@ -7,6 +7,7 @@ an allowlist entry (reason + expiry) accepts a finding until it expires.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -191,7 +192,7 @@ def test_protected_endpoint_refuses_anonymous(deploy_env, http_client, gate, pro
     open_to, unverified = [], []
     for who, headers in (("an anonymous caller", {}), ("a bogus token", {header: "Bearer deploygate-bogus-token"})):
         try:
-            response = settle(lambda h=headers: client.request(method, path, headers=h), method)
+            response = settle(functools.partial(client.request, method, path, headers=headers), method)
         except RequestFailed as exc:
             unverified.append(f"{who}: {failure_reason(exc, client, method, client.url_for(path))}")
             continue
