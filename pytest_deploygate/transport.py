@@ -303,7 +303,8 @@ class GuardedAdapter(HTTPAdapter):
                     raise self._late(request) from exc
                 raise
             try:
-                length = int(response.headers.get("Content-Length") or 0)
+                # a HEAD answer announces the length of a body it does not send
+                length = int(response.headers.get("Content-Length") or 0) if request.method != "HEAD" else 0
             except ValueError:
                 length = 0
             if length > self.limits.max_body_bytes:

@@ -109,6 +109,8 @@ class HostileServer:
         elif path in ("/big", "/big-unannounced"):
             announced = f"Content-Length: {BIG}\r\n" if path == "/big" else "Connection: close\r\n"
             sock.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{announced}\r\n".encode())
+            if method == "HEAD":
+                return
             block = b"b" * 1_000_000
             for _ in range(BIG // len(block)):
                 sock.sendall(block)

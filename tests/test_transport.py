@@ -56,6 +56,10 @@ def test_a_trickling_answer_ends_at_the_total_deadline(hostile: HostileServer, p
     assert took < 3
 
 
+def test_a_head_of_a_large_answer_is_fine(hostile: HostileServer) -> None:
+    assert GateHTTP(hostile.url, SPEC).head("/big").headers["Content-Length"] == "100000000"
+
+
 @pytest.mark.parametrize("path", ["/endless", "/big", "/big-unannounced"])
 def test_an_answer_over_the_cap_is_too_large(hostile: HostileServer, path: str) -> None:
     exc, _ = fails(GateHTTP(hostile.url, SPEC), "GET", path)
