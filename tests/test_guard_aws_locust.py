@@ -7,8 +7,11 @@ closed port), then end-to-end runs against the reference deployment (marked e2e)
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import socket
 import textwrap
+import time
 from typing import Any
 
 import boto3
@@ -17,7 +20,7 @@ import requests
 from botocore.exceptions import EndpointConnectionError
 from test_crud_isolation import RunningDemo
 
-from gatehelpers import Gate
+from gatehelpers import Gate, running_processes, wait_for
 from pytest_deploygate.aws import EnvironmentAWS
 from pytest_deploygate.config import AwsSpec, Environment, HttpSpec
 from pytest_deploygate.failures import WriteRefused
@@ -289,4 +292,49 @@ def test_a_user_locustfile_cannot_write_to_prod_with_allow_load_only(gate_projec
         assert allowed.metric("performance.endpoint.failures_count", endpoint="POST create story")["value"] == 0
         assert _prod_state(demo)["api_writes"] > 2 * posts // 3
     finally:
+        demo.stop()
+
+
+def _locust_pids(gate: Gate) -> list[int]:
+    """Locust processes started for this project (its path is in their arguments)."""
+    return [int(line.split(" ", 1)[0]) for line in running_processes(" -m locust ", str(gate.path))]
+
+
+@pytest.mark.e2e
+def test_locust_and_its_workers_die_with_a_killed_gate(gate_project: Gate) -> None:
+    """SIGKILL of the gate mid-load (no teardown runs): the Locust master and its --processes workers exit
+    within seconds, not when their 120 s are up, and the target stops receiving load."""
+    config = gate_project.path / "deploygate.toml"
+    config.write_text(config.read_text() + textwrap.dedent("""
+        [environments.staging.performance]
+        users = 4
+        duration_s = 120
+        warmup_s = 0
+        workers = 2
+    """))
+    demo = RunningDemo(gate_project, [])  # started by the test: the gate's death does not take it along
+    gate = gate_project.start("--env", "staging", "-m", "gate and performance")
+    try:
+        def loading() -> bool:
+            return len(_locust_pids(gate_project)) >= 3 and requests.get(
+                demo.api("staging") + "/_demo/stats", timeout=10).json()["requests"] > 50
+
+        wait_for(loading, timeout=120, what="a master, two workers and load on staging")
+        gate.kill()
+        gate.wait(timeout=30)
+        killed = time.monotonic()
+        log = gate_project.path / ".deploygate" / "performance" / "locust-staging.log"
+        try:
+            wait_for(lambda: not _locust_pids(gate_project), timeout=20, what="Locust to exit")
+        except AssertionError:
+            raise AssertionError(f"{running_processes(' -m locust ', str(gate_project.path))}\n{log.read_text()}")
+        assert time.monotonic() - killed < 10  # seconds, against 120 s of load left
+        served = requests.get(demo.api("staging") + "/_demo/stats", timeout=10).json()["requests"]
+        time.sleep(1.5)
+        assert requests.get(demo.api("staging") + "/_demo/stats", timeout=10).json()["requests"] == served
+    finally:
+        if gate.poll() is None:
+            gate.kill()
+        for pid in _locust_pids(gate_project):  # only if the test failed: what this test's gate started
+            os.kill(pid, signal.SIGKILL)
         demo.stop()
