@@ -89,6 +89,33 @@ def test_sizes_are_named_in_decimal_units() -> None:
     assert size_text(2048) == "2.048 kB"
 
 
+@pytest.mark.parametrize("setting", ["total_timeout_s = 0", "total_timeout_s = -1", "total_timeout_s = nan",
+                                     "total_timeout_s = inf", "total_timeout_s = 1e300", 'total_timeout_s = "30"',
+                                     "max_body_bytes = 0", "max_body_bytes = 1.5", "max_body_bytes = -10",
+                                     "max_body_bytes = 100000000000000000000"])
+def test_bad_bounds_are_config_errors(tmp_path: Any, setting: str) -> None:
+    from pytest_deploygate.config import ConfigError, load_project
+
+    path = tmp_path / "deploygate.toml"
+    path.write_text(f'[environments.x]\nbase_url = "http://127.0.0.1:9"\nhttp = {{ {setting} }}\n')
+    with pytest.raises(ConfigError, match=setting.split(" ")[0]):
+        load_project(path)
+
+
+def test_the_bounds_default_to_30_s_and_10_mb(tmp_path: Any) -> None:
+    from pytest_deploygate.config import load_project
+
+    path = tmp_path / "deploygate.toml"
+    path.write_text('[environments.x]\nbase_url = "http://127.0.0.1:9"\n'
+                    '[environments.y]\nbase_url = "http://127.0.0.1:9"\n'
+                    'http = { total_timeout_s = 2.5, max_body_bytes = 1000 }\n')
+    project = load_project(path)
+    assert (project.environment("x").http.total_timeout_s, project.environment("x").http.max_body_bytes) == (
+        30.0, 10_000_000)
+    assert (project.environment("y").http.total_timeout_s, project.environment("y").http.max_body_bytes) == (
+        2.5, 1000)
+
+
 # --------------------------------------------------------------------------------------------------
 # dropped connections
 
