@@ -85,8 +85,7 @@ CATALOGUE: tuple[MetricInfo, ...] = (
     MetricInfo("security.auth.open_endpoints_count", "", "protected endpoints open to anonymous callers"),
     MetricInfo("security.auth.credential_refused_count", "",
                "protected endpoints that refuse the environment's configured auth (label endpoint)"),
-    MetricInfo("security.errors.leaks_count", "", "stack traces or versions in error answers (label probe; or "
-               "seen_in: a 5xx met by any other check)"),
+    MetricInfo("security.errors.leaks_count", "", "stack traces or versions in error answers (label probe)"),
     MetricInfo("security.tls.cert_days_left", "days", "days until the TLS certificate expires"),
     MetricInfo("security.frontend.secrets_count", "", "secret-looking values shipped to browsers"),
     MetricInfo("security.unverified_count", "", UNVERIFIED),
