@@ -94,8 +94,9 @@ def http_client(deploygate_run: GateRun, request: pytest.FixtureRequest) -> Iter
 @pytest.fixture
 def api(http_client: Callable[..., GateHTTP]) -> GateHTTP:
     """Function scope. A ``requests.Session`` bound to the environment's API ``base_url``:
-    ``api.get("/health")``. Timeouts on every request, retries on connection errors only, the
-    environment's auth header, ``response.elapsed_ms`` and ``api.timings`` for latency."""
+    ``api.get("/health")``. Timeouts, a total deadline and a body cap on every request, retries of
+    refused connections and dropped reads, the environment's auth header, ``response.elapsed_ms`` and
+    ``api.timings`` for latency; writes to a protected environment's URLs are refused."""
     return http_client()
 
 
