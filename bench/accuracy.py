@@ -43,6 +43,7 @@ CASES = [
     ("open-auth", "staging", "test_protected_endpoint_refuses_anonymous", "FAIL"),
     ("stack-trace", "staging", "test_errors_leak_nothing", "FAIL"),
     ("secret-in-config", "staging", "test_frontend_has_no_secrets", "FAIL"),
+    ("auth-broken", "staging", "test_protected_endpoint_accepts_the_credential", "FAIL"),
 ]
 #: the finding metrics a fault is about (any other finding metric it raises is misattributed)
 ABOUT = {
@@ -52,6 +53,7 @@ ABOUT = {
     "cors-reflect": ("isolation.leaks_count", "security.cors.findings_count"),
     "no-security-headers": ("security.headers.missing_count",),
     "open-auth": ("security.auth.open_endpoints_count",),
+    "auth-broken": ("security.auth.credential_refused_count",),
     "stack-trace": ("security.errors.leaks_count",),
     "secret-in-config": ("security.frontend.secrets_count",),
 }
@@ -79,6 +81,7 @@ def gate(work: Path, env: str, faults: str) -> tuple[dict, float]:  # type: igno
 #: metrics that claim a finding: a fault may only raise the ones it is about, and "could not check"
 #: (5xx, timeouts, dropped connections) must never show up as one of these
 FINDING_METRICS = ("isolation.leaks_count", "security.auth.open_endpoints_count", "security.cors.findings_count",
+                   "security.auth.credential_refused_count",
                    "security.headers.missing_count", "security.errors.leaks_count", "security.frontend.secrets_count")
 
 
