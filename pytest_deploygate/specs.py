@@ -9,7 +9,7 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import NUMBER, TIMEOUT, Either, MapOf, Num, OneOf, Source, expand_vars
+from .schema import TIMEOUT, Either, MapOf, Num, OneOf, Source, expand_vars
 
 #: an HTTP status code
 STATUS = Num(100, 599, integer=True)
@@ -27,12 +27,19 @@ LOAD_TASK_SPEC = {
     "name": str, "method": OneOf("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"), "path": str,
     "weight": int, "status": STATUS_SPEC, "body": MapOf(object),
 }
+#: Absolute caps of a load run (each run is also capped by its own max_users / max_duration_s): finite
+#: numbers Locust and the gate's timers take as they are.
+LOAD_USERS_CAP = 1_000_000
+LOAD_SECONDS_CAP = 7 * 86400
 PERFORMANCE_SPEC = {
-    "users": int, "spawn_rate": NUMBER, "duration_s": NUMBER, "warmup_s": NUMBER, "wait_s": [NUMBER],
-    "pacing_s": NUMBER, "client": OneOf("http", "fast"),
-    "min_requests": int, "workers": int, "max_users": int, "max_duration_s": NUMBER, "locustfile": str,
+    "users": Num(1, LOAD_USERS_CAP, integer=True), "spawn_rate": Num(0, LOAD_USERS_CAP, above=True),
+    "duration_s": Num(0, LOAD_SECONDS_CAP, above=True), "warmup_s": Num(0, LOAD_SECONDS_CAP),
+    "wait_s": [Num(0, 3600)], "pacing_s": Num(0, 3600, above=True), "client": OneOf("http", "fast"),
+    "min_requests": int, "workers": Num(1, 1024, integer=True), "max_users": Num(1, LOAD_USERS_CAP, integer=True),
+    "max_duration_s": Num(0, LOAD_SECONDS_CAP, above=True), "locustfile": str,
     "abort_on_fail": bool, "probe_requests": int, "tasks": [LOAD_TASK_SPEC],
-    "distributed": {"expect_workers": int, "bind_host": str, "bind_port": int, "max_wait_s": NUMBER},
+    "distributed": {"expect_workers": Num(1, 100_000, integer=True), "bind_host": str,
+                    "bind_port": Num(1, 65535, integer=True), "max_wait_s": Num(0, 3600, above=True)},
 }
 
 ALLOW_SPEC = {"id": str, "path": str, "reason": str, "expires": Either(str, datetime.date)}

@@ -17,6 +17,9 @@ import requests
 
 from gatehelpers import Gate, running_processes, wait_for
 
+#: what a Locust process's arguments hold (a test's own path may contain "locust" too)
+LOCUST = " -m locust "
+
 SHORT = """
 [environments.{env}.performance]
 users = 10
@@ -33,6 +36,43 @@ def shorten(gate: Gate, env: str = "staging", duration: float = 4, min_requests:
                                                     extra=extra))
 
 
+
+
+LOAD_BOUNDS = [  # (key = value, what the error says): every load figure is a finite number within its caps
+    ("wait_s = [nan, nan]", "wait_s.[0]: expected a number >= 0 and <= 3600, got nan"),
+    ("wait_s = [0, inf]", "wait_s.[1]: expected a number >= 0 and <= 3600, got inf"),
+    ("max_users = inf", "max_users: expected an integer >= 1 and <= 1e+06, got inf"),
+    ("max_users = " + "9" * 400, "max_users: expected an integer >= 1 and <= 1e+06, got an integer of 400 digits"),
+    ("max_duration_s = nan", "max_duration_s: expected a number > 0 and <= 604800, got nan"),
+    ("max_duration_s = 1e300", "max_duration_s: expected a number > 0 and <= 604800, got 1e+300"),
+    ("max_duration_s = 1e15", "max_duration_s: expected a number > 0 and <= 604800, got 1e+15"),
+    ("duration_s = inf", "duration_s: expected a number > 0 and <= 604800, got inf"),
+    ("users = -1", "users: expected an integer >= 1 and <= 1e+06, got -1"),
+    ("spawn_rate = nan", "spawn_rate: expected a number > 0 and <= 1e+06, got nan"),
+    ("warmup_s = -inf", "warmup_s: expected a number >= 0 and <= 604800, got -inf"),
+    ("pacing_s = inf", "pacing_s: expected a number > 0 and <= 3600, got inf"),
+    ("workers = 1e9", "workers: expected an integer >= 1 and <= 1024, got 1e+09"),
+    ("distributed = { expect_workers = 2, max_wait_s = nan }",
+     "distributed.max_wait_s: expected a number > 0 and <= 3600, got nan"),
+    ("distributed = { expect_workers = 2, bind_port = 70000 }",
+     "distributed.bind_port: expected an integer >= 1 and <= 65535, got 70000"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), LOAD_BOUNDS, ids=[line for line, _ in LOAD_BOUNDS])
+def test_load_figures_are_finite_and_capped_at_config_time(tmp_path: Path, line: str, message: str) -> None:
+    from pytest_deploygate.config import load_project
+    from pytest_deploygate.schema import ConfigError
+
+    path = tmp_path / "deploygate.toml"
+    others = "".join(f"{key} = {value}\n" for key, value in (("users", 5), ("duration_s", 10))
+                     if not line.startswith(key))
+    path.write_text(f'service = "svc"\n[environments.prod]\nbase_url = "http://127.0.0.1:1"\n'
+                    f"[environments.prod.performance]\n{others}\n{line}\n")
+    with pytest.raises(ConfigError) as error:
+        load_project(path)
+    assert error.value.file == str(path) and error.value.line == len(path.read_text().splitlines()), str(error.value)
+    assert f"environments.prod.performance.{message}" in str(error.value), str(error.value)
 
 
 def test_healthy_load_passes_with_metrics_and_artifacts(gate_project: Gate) -> None:
@@ -55,7 +95,7 @@ def test_healthy_load_passes_with_metrics_and_artifacts(gate_project: Gate) -> N
     raw = json.loads(Path(artifacts["locust_json"]).read_text())
     assert sum(e["num_requests"] for e in raw) == requests_count
     assert "load:" in res.stdout and "requests" in res.stdout  # the live line
-    assert running_processes("locust", str(gate_project.path)) == []
+    assert running_processes(LOCUST, str(gate_project.path)) == []
 
 
 @pytest.mark.parametrize(("fault", "failing", "passing"), [
@@ -167,14 +207,14 @@ def test_interrupting_the_load_leaves_no_locust(gate_project: Gate) -> None:
     shorten(gate_project, duration=30, min_requests=10)
     proc = gate_project.start("--env", "staging", "-m", "gate and performance")
     try:
-        wait_for(lambda: running_processes("locust", str(gate_project.path)), what="locust to start")
+        wait_for(lambda: running_processes(LOCUST, str(gate_project.path)), what="locust to start")
         time.sleep(1.5)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 2
     finally:
         if proc.poll() is None:
             proc.kill()
-    wait_for(lambda: not running_processes("locust", str(gate_project.path)), timeout=30,
+    wait_for(lambda: not running_processes(LOCUST, str(gate_project.path)), timeout=30,
               what="locust to be gone")
     assert gate_project.leftovers() == []
 
@@ -264,6 +304,6 @@ def test_distributed_master_fails_clearly_when_workers_do_not_join(gate_project:
     assert res.ret == 1, res.output
     assert (f"FAILED test_performance.py::test_performance: performance: fewer than 2 Locust workers joined the "
             f"master at 127.0.0.1:{port} within 5 s (distributed.max_wait_s); no load was run") in res.stdout
-    assert running_processes("locust", str(gate_project.path)) == []
+    assert running_processes(LOCUST, str(gate_project.path)) == []
     # The live line says what the run is waiting for instead of counting load seconds past the duration.
     assert "load: starting, " in res.stdout and f"waiting for 2 Locust workers at 127.0.0.1:{port}" in res.stdout
