@@ -10,6 +10,8 @@ import csv
 import os
 import signal
 import socket
+import subprocess
+import sys
 import textwrap
 import time
 from typing import Any
@@ -327,7 +329,8 @@ def test_locust_and_its_workers_die_with_a_killed_gate(gate_project: Gate) -> No
         try:
             wait_for(lambda: not _locust_pids(gate_project), timeout=20, what="Locust to exit")
         except AssertionError:
-            raise AssertionError(f"{running_processes(' -m locust ', str(gate_project.path))}\n{log.read_text()}")
+            left = running_processes(" -m locust ", str(gate_project.path))
+            raise AssertionError(f"Locust outlived the gate: {left}\n{log.read_text()}") from None
         assert time.monotonic() - killed < 10  # seconds, against 120 s of load left
         served = requests.get(demo.api("staging") + "/_demo/stats", timeout=10).json()["requests"]
         time.sleep(1.5)
@@ -337,4 +340,55 @@ def test_locust_and_its_workers_die_with_a_killed_gate(gate_project: Gate) -> No
             gate.kill()
         for pid in _locust_pids(gate_project):  # only if the test failed: what this test's gate started
             os.kill(pid, signal.SIGKILL)
+        demo.stop()
+
+
+@pytest.mark.e2e
+def test_distributed_workers_get_the_rule_from_the_master(gate_project: Gate) -> None:
+    """A remote worker has none of the gate's environment variables: the rule reaches it from the master
+    (with the guard file), and its writes are refused too."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (gate_project.path / "writer.py").write_text(WRITER["http"])
+    config = gate_project.path / "deploygate.toml"
+    config.write_text(config.read_text() + textwrap.dedent(f"""
+        [environments.prod.performance]
+        locustfile = "writer.py"
+        users = 4
+        duration_s = 3
+        warmup_s = 0
+        min_requests = 1
+        abort_on_fail = false
+        distributed = {{ expect_workers = 1, bind_port = {port} }}
+    """))
+    demo = RunningDemo(gate_project, [])
+    gate = gate_project.start("--env", "prod", "-m", "gate and performance", "--allow-load")
+    worker = None
+    try:
+        before = _prod_state(demo)
+
+        def master_up() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(master_up, timeout=120, what="the locust master")
+        own_tmp = gate_project.tmp / "worker"
+        own_tmp.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYGATE_")}
+        log = gate_project.tmp / "worker.log"
+        with log.open("wb") as sink:
+            worker = subprocess.Popen([sys.executable, "-m", "locust", "-f", "-", "--worker", "--master-host",
+                                       "127.0.0.1", "--master-port", str(port)], cwd=own_tmp,
+                                      env=dict(env, TMPDIR=str(own_tmp)), stdout=sink, stderr=subprocess.STDOUT)
+        out, _ = gate.communicate(timeout=150)
+        assert gate.returncode == 1, out + log.read_text()
+        assert "requests of the load were writes to protected prod and were refused, none sent" in out, out
+        assert f"refused POST create story: {REFUSAL}" in _failures(gate_project)
+        assert _prod_state(demo) == before
+        worker.wait(timeout=30)
+    finally:
+        for p in (gate, worker):
+            if p is not None and p.poll() is None:
+                p.kill()
         demo.stop()
