@@ -1,6 +1,8 @@
 """A local OSV-compatible vulnerability service (``POST /v1/query``, ``GET /v1/vulns/{id}``) serving real
-advisories (PYSEC-2018-28 for requests < 2.20.0, PYSEC-2019-217 for jinja2 < 2.10.1), so the dependency
-audit runs offline with pip-audit's own ``--osv-url``.
+advisories (PYSEC-2018-28 for requests < 2.20.0, PYSEC-2019-217 for jinja2 < 2.10.1; and those of the pip
+23.2.1 and setuptools 65.5.0 a fresh venv bundles, for the project's self-audit: PYSEC-2023-228,
+GHSA-4xh5-x5gv-qwph, PYSEC-2022-43012, GHSA-cx63-2mw6-8hw5, GHSA-5rjg-fvgr-3xxf), so the dependency audit
+runs offline with pip-audit's own ``--osv-url``.
 
 ``python -m pytest_deploygate.demo.osv --ready-file F --parent-pid P [--advisories FILE]``
 """
