@@ -187,6 +187,10 @@ def test_a_planted_secret_appears_nowhere(gate_project: Gate, webhook: list[dict
     assert "`test_leaky.py::test_leaks_everywhere`" in (gate_project.path / "summary.md").read_text()
     leaks = [str(p) for p in produced if secret.encode() in p.read_bytes()]
     assert leaks == []
+    # nor any piece of it a truncation could leave (tests/test_secrets.py tries every pattern)
+    pieces = {secret[i:i + 8] for i in range(len(secret) - 7)}
+    texts = [res.stdout, res.stderr, json.dumps(webhook), *(p.read_text(errors="replace") for p in produced)]
+    assert [piece for piece in pieces if any(piece in t for t in texts)] == []
     assert "***" in (gate_project.path / "junit.xml").read_text()  # redacted, not dropped
 
 
