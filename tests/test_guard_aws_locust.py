@@ -392,3 +392,11 @@ def test_distributed_workers_get_the_rule_from_the_master(gate_project: Gate) ->
             if p is not None and p.poll() is None:
                 p.kill()
         demo.stop()
+
+
+def test_the_gate_and_the_guard_in_locust_agree_on_their_variables() -> None:
+    from pytest_deploygate.load import GATE_VAR, GUARD, READ_ONLY_VAR
+
+    source = GUARD.read_text()  # read, never imported here: it patches Locust's clients where it loads
+    assert f'READ_ONLY_VAR = "{READ_ONLY_VAR}"' in source and f'GATE_VAR = "{GATE_VAR}"' in source
+    assert "pytest_deploygate.locust_guard" not in sys.modules
