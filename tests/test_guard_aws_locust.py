@@ -56,6 +56,8 @@ WRITE_ROUTES: dict[str, Any] = {
     "client()": lambda aws: aws.client("dynamodb").put_item(TableName="svc-prod-stories", Item={"id": {"S": "x"}}),
     "botocore session": lambda aws: aws.session._session.create_client(
         "s3", region_name="us-east-1", endpoint_url=aws.env.aws.endpoint_url).delete_object(Bucket="b", Key="k"),
+    "boto3.Session(botocore_session=...)": lambda aws: boto3.Session(botocore_session=aws.session._session).client(
+        "dynamodb", endpoint_url=aws.env.aws.endpoint_url).put_item(TableName="t", Item={"id": {"S": "x"}}),
     "presigned PUT url": lambda aws: aws.session.client("s3").generate_presigned_url(
         "put_object", Params={"Bucket": "svc-prod-bucket", "Key": "k"}),
     "presigned POST": lambda aws: aws.session.client("s3").generate_presigned_post("svc-prod-bucket", "k"),
