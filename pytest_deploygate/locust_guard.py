@@ -6,8 +6,8 @@ this file from the master):
 - On a protected environment without --allow-writes, every request that is not a read (GET, HEAD,
   OPTIONS) is refused before it is sent, and counted as a Locust failure that names the rule. Both
   clients (HttpUser's requests session, FastHttpUser's geventhttpclient) are guarded at the request and
-  at the transport, so ``client.send(...)``, ``requests.post(...)`` and geventhttpclient used directly
-  are refused too.
+  at the transport, so ``client.send(...)``, ``requests.post(...)``, ``urllib`` and geventhttpclient
+  used directly are refused too.
 - When the gate process dies (even by SIGKILL), Locust and its local workers die within a second:
   Linux's parent-death signal, and a watchdog thread for what it cannot see.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import http.client
 import os
 import signal
 import sys
@@ -112,6 +113,16 @@ def _install_write_guard() -> None:
         return client_request(self, method, request_uri, *args, **kwargs)
 
     geventhttpclient.client.HTTPClient.request = http_client_request  # type: ignore[method-assign]
+
+    # and below requests: urllib3 and urllib both send through http.client
+    putrequest = http.client.HTTPConnection.putrequest
+
+    @functools.wraps(putrequest)
+    def guarded_putrequest(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        refuse_writes(method, url)
+        return putrequest(self, method, url, *args, **kwargs)
+
+    http.client.HTTPConnection.putrequest = guarded_putrequest  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------------------------------
