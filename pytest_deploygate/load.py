@@ -272,13 +272,15 @@ def _num(row: Mapping[str, str], key: str) -> float:
 
 
 def _read_failures(path: Path) -> list[dict[str, Any]]:
-    """Locust's ``*_failures.csv``: method, name, error, occurrences."""
+    """The run's failures (method, name, error, occurrences), left by the guard when Locust quits."""
     try:
-        with open(path, newline="") as f:
-            return [{"method": r.get("Method"), "name": r.get("Name"), "error": r.get("Error") or "",
-                     "occurrences": int(_num(r, "Occurrences"))} for r in csv.DictReader(f)]
-    except OSError:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError):
         return []
+    if not isinstance(rows, list):
+        return []
+    return [{"method": r.get("method"), "name": r.get("name"), "error": str(r.get("error") or ""),
+             "occurrences": int(r.get("occurrences") or 0)} for r in rows if isinstance(r, dict)]
 
 
 @dataclass
@@ -362,7 +364,7 @@ class LocustRun:
         env[GATE_VAR] = str(os.getpid())
         log = self.workdir / f"locust-{self.env.name}.log"
         history = Path(f"{self.prefix}_stats_history.csv")
-        failures = Path(f"{self.prefix}_failures.csv")
+        failures = Path(f"{self.prefix}_failures.json")
         for stale in (history, failures, Path(f"{self.prefix}.json")):
             stale.unlink(missing_ok=True)
         duration = min(self.spec.duration_s, self.spec.max_duration_s)

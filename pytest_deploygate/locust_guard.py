@@ -11,6 +11,8 @@ this file from the master):
 - When the gate process dies (even by SIGKILL), Locust and its local workers die within a second:
   Linux's parent-death signal, and a watchdog thread for what it cannot see.
 
+It also leaves the run's final failures in ``<json-file>_failures.json``, where the gate counts refusals.
+
 Standalone: only the standard library and Locust (a remote worker has nothing else). The gate sets the
 rule and its own identity in the environment variables below; unset, this module does nothing.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import http.client
+import json
 import os
 import signal
 import sys
@@ -210,6 +213,21 @@ def arm_watchdog() -> None:
 def _options(parser: Any, **_: Any) -> None:
     parser.add_argument("--deploygate-read-only", env_var=READ_ONLY_VAR, default="", include_in_web_ui=False,
                         help="set by pytest-deploygate: why requests other than reads are refused")
+
+
+@events.quit.add_listener
+def _write_failures(**_: Any) -> None:
+    """The run's final failures, next to its ``--json-file`` results, for the gate to find refusals in
+    (Locust's failures CSV is refreshed once a second, so it can miss the last one, e.g. writes in on_stop)."""
+    from locust.runners import WorkerRunner
+
+    environment = _environment[0] if _environment else None
+    prefix = getattr(environment.parsed_options, "json_file", None) if environment is not None else None
+    if environment is None or not prefix or environment.runner is None or isinstance(environment.runner,
+                                                                                       WorkerRunner):
+        return  # workers send their failures to the master
+    with open(f"{prefix}_failures.json", "w") as f:
+        json.dump(list(environment.runner.stats.serialize_errors().values()), f)
 
 
 @events.init.add_listener
