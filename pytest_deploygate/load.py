@@ -411,16 +411,14 @@ class LocustRun:
             code = self.stop()
         results = Path(f"{self.prefix}.json")
         result = None
+        errors = _read_failures(failures)
         if results.exists():
             try:
                 entries = json.loads(results.read_text())
             except ValueError:
                 entries = None
             if isinstance(entries, list):
-                result = summarize(entries)
-        errors = _read_failures(failures)
-        if result is not None:
-            result.errors = [f"{e['method']} {e['name']}: {e['error']} ({e['occurrences']}x)" for e in errors]
+                result = summarize(entries, errors)
         refused = [e for e in errors if self.read_only and self.read_only in e["error"]]
         files = (("locust_json", results), ("locust_html", Path(f"{self.prefix}.html")), ("locust_log", log),
                  ("locustfile", locustfile))
