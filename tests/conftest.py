@@ -1,4 +1,4 @@
-"""Fixtures for the plugin's own tests."""
+"""Fixtures for the plugin's own tests, and the e2e marker for every test that needs a live deployment."""
 
 from __future__ import annotations
 
@@ -6,9 +6,28 @@ import pytest
 
 from gatehelpers import Gate
 
+#: Fixtures that start pytest subprocesses, servers or the reference deployment. A test using any of them
+#: (directly or through another fixture) is end-to-end, so ``pytest tests -m "not e2e"`` stays a fast
+#: layer even when someone adds such a test without marking it.
+E2E_FIXTURES = frozenset({
+    "pytester", "testdir", "gate_project",  # real pytest runs in a fresh project
+    "running_demo", "json_server", "rest_server",  # the reference deployment, third-party REST servers
+    "webhook", "https_site", "odd_site",  # local HTTP(S) servers a gate run talks to
+    "hostile", "prod_server",  # the hostile transport server (answers that trickle, hang or never end)
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    e2e = pytest.mark.e2e
+    for item in items:
+        if E2E_FIXTURES.intersection(getattr(item, "fixturenames", ())) and item.get_closest_marker("e2e") is None:
+            item.add_marker(e2e)
+
 
 @pytest.fixture
 def gate_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Gate:
+    """A fresh project holding the repository's deploygate.toml (load phases shortened); ``run`` starts
+    ``pytest`` in it as a subprocess."""
     return Gate(pytester, monkeypatch)
 
 
