@@ -81,7 +81,7 @@ class HostileServer:
                 break
             body += chunk
         parts = urlsplit(target)
-        path = parts.path
+        path = parts.path.rstrip("/") or "/"
         with self._lock:
             self.hits[(method, path)] += 1
             nth = self.hits[(method, path)]

@@ -83,6 +83,22 @@ def test_a_normal_answer_reads_as_usual(hostile: HostileServer) -> None:
     assert client.head("/ok").status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/endless", "/big", "/trickle", "/close"])
+def test_the_pre_flight_reads_headers_only(hostile: HostileServer, tmp_path: Any, path: str) -> None:
+    from types import SimpleNamespace
+
+    from pytest_deploygate.config import load_project
+    from pytest_deploygate.target import preflight
+
+    (tmp_path / "deploygate.toml").write_text(
+        f'[environments.x]\nbase_url = "{hostile.url}{path}"\nhttp = {{ total_timeout_s = 0.5 }}\n')
+    env = load_project(tmp_path / "deploygate.toml").environment("x")
+    start = time.monotonic()
+    # something answers (or accepts the connection): not unreachable, so the checks will say what is wrong
+    preflight(None, SimpleNamespace(environment=env, secrets=frozenset()))  # type: ignore[arg-type]
+    assert time.monotonic() - start < 3
+
+
 def test_sizes_are_named_in_decimal_units() -> None:
     assert size_text(10_000_000) == "10 MB"
     assert size_text(1_500_000) == "1.5 MB"
