@@ -17,6 +17,7 @@ from pytest_deploygate.gate import (
     WARN,
     Metric,
     MetricResult,
+    Verdict,
     category_of,
     judge,
     make_metric,
@@ -45,7 +46,7 @@ def _metric(name: str, value: float, **labels: str) -> Metric:
                   nodeid=f"suites/test_{metric_category(name)}.py::test_it")
 
 
-def _judge(metrics: list[Metric], tests: Mapping[str, Tally] | None = None, **kwargs: bool):  # type: ignore[no-untyped-def]
+def _judge(metrics: list[Metric], tests: Mapping[str, Tally] | None = None, **kwargs: bool) -> Verdict:
     return judge("staging", metrics, POLICY, tests if tests is not None else {}, **kwargs)
 
 
@@ -165,7 +166,7 @@ def test_metric_names_keys_and_plain_values() -> None:
         with pytest.raises(ValueError, match=r"category\.name_unit"):
             make_metric(bad, 1.0)
     with pytest.raises(TypeError, match="must be a number"):
-        make_metric("smoke.up_count", True)  # type: ignore[arg-type]
+        make_metric("smoke.up_count", True)
     with pytest.raises(ValueError, match="NaN"):
         make_metric("smoke.up_count", float("nan"))
 

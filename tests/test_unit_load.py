@@ -223,7 +223,7 @@ def _spec_of(locustfile: str) -> dict[str, Any]:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "SPEC":
             assert isinstance(node.value, ast.Call)
             arg = node.value.args[0]
-            assert isinstance(arg, ast.Constant)
+            assert isinstance(arg, ast.Constant) and isinstance(arg.value, str)
             return dict(json.loads(arg.value))
     raise AssertionError("no SPEC in the locustfile")
 

@@ -24,7 +24,6 @@ from pytest_deploygate.schema import (
     finite,
     locate,
     parse_toml_text,
-    tomllib,
     validate,
 )
 
@@ -115,14 +114,15 @@ SPEC: dict[str, Any] = {
 
 
 def _error(text: str) -> ConfigError:
-    src = Source(Path("deploygate.toml"), text, tomllib.loads(text))
+    src = Source(Path("deploygate.toml"), text, parse_toml_text(text, Path("deploygate.toml")))
     with pytest.raises(ConfigError) as info:
         validate(src.data, SPEC, src, ())
     return info.value
 
 
 def _ok(text: str) -> None:
-    validate(tomllib.loads(text), SPEC, Source(Path("deploygate.toml"), text, tomllib.loads(text)), ())
+    src = Source(Path("deploygate.toml"), text, parse_toml_text(text, Path("deploygate.toml")))
+    validate(src.data, SPEC, src, ())
 
 
 def test_a_valid_document_passes() -> None:
@@ -181,7 +181,7 @@ def test_a_configuration_error_without_a_place_is_just_its_message() -> None:
 
 def test_an_error_at_a_prefixed_table_points_into_pyproject() -> None:
     text = '[project]\nname = "x"\n\n[tool.deploygate]\nservice = "s"\nservce = 1\n'
-    data = tomllib.loads(text)["tool"]["deploygate"]
+    data = parse_toml_text(text, Path("pyproject.toml"))["tool"]["deploygate"]
     src = Source(Path("pyproject.toml"), text, data, prefix=("tool", "deploygate"))
     with pytest.raises(ConfigError) as info:
         validate(data, SPEC, src, ())
@@ -240,7 +240,7 @@ def test_variables_expand_with_defaults_and_secrets_are_remembered() -> None:
 
 def test_a_missing_variable_names_the_key_and_the_variable() -> None:
     text = '[environments.prod]\nauth = { value = "Bearer ${API_TOKEN}" }\n'
-    src = Source(Path("deploygate.toml"), text, tomllib.loads(text))
+    src = Source(Path("deploygate.toml"), text, parse_toml_text(text, Path("deploygate.toml")))
     with pytest.raises(ConfigError) as info:
         expand_vars(src.data, src, (), {})
     err = info.value
