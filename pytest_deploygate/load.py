@@ -421,7 +421,7 @@ class LocustRun:
                 result = summarize(entries, errors)
         refused = [e for e in errors if self.read_only and self.read_only in e["error"]]
         files = (("locust_json", results), ("locust_html", Path(f"{self.prefix}.html")), ("locust_log", log),
-                 ("locustfile", locustfile))
+                 ("locust_failures", failures), ("locustfile", locustfile))
         artifacts = {name: str(p) for name, p in files if p.exists()}
         tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
         return LoadOutcome(result, aborted, artifacts, code, tail, sum(e["occurrences"] for e in refused),

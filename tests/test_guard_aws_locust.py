@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -265,8 +266,9 @@ BYPASSES = {"http": ["PUT /api/stories/none", "PATCH /api/stories/none", "POST /
 
 
 def _failures(gate: Gate) -> dict[str, int]:
-    """The final failure messages of the last prod run in Locust, with their counts."""
-    rows = json.loads((gate.path / ".deploygate" / "performance" / "locust-prod_failures.json").read_text())
+    """The final failure messages of the last prod run in Locust, with their counts (a report artifact)."""
+    report = json.loads((gate.path / ".deploygate" / "report.json").read_text())
+    rows = json.loads(Path(report["artifacts"]["locust_failures"]).read_text())
     return {row["error"]: row["occurrences"] for row in rows}
 
 
