@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -294,6 +295,38 @@ def written_files(config: pytest.Config) -> list[Path]:
     return [base / p for p in paths if p and (base / p).is_file()]
 
 
+class AllureRedactor:
+    """allure-pytest writes a test's result when it ends: the result object is redacted before its file is
+    written (the files are redacted again at the end: attachments are copied as they are)."""
+
+    def __init__(self, secrets: Callable[[], frozenset[str]]) -> None:
+        self.secrets = secrets
+
+    def _redact(self, value: Any, secrets: frozenset[str], depth: int = 0) -> Any:
+        if isinstance(value, str):
+            return redact(value, secrets)
+        if depth > 50:
+            return value
+        if isinstance(value, list):
+            value[:] = [self._redact(v, secrets, depth + 1) for v in value]
+        elif isinstance(value, dict):
+            for k in list(value):
+                value[k] = self._redact(value[k], secrets, depth + 1)
+        elif hasattr(type(value), "__attrs_attrs__"):  # allure's result model
+            for attribute in type(value).__attrs_attrs__:
+                old = getattr(value, attribute.name, None)
+                new = self._redact(old, secrets, depth + 1)
+                if new is not old:
+                    setattr(value, attribute.name, new)
+        return value
+
+    def report_result(self, result: Any) -> None:
+        self._redact(result, self.secrets())
+
+    def report_container(self, container: Any) -> None:
+        self._redact(container, self.secrets())
+
+
 # --------------------------------------------------------------------------------------------------
 # the plugin
 
@@ -309,6 +342,7 @@ class SecretGuard:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """Everything the terminal reporter writes (headers, ids, warnings summary, live logs, tracebacks)
         goes through one writer: redact at its last step."""
+        self._guard_allure()
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:
             return
@@ -320,6 +354,17 @@ class SecretGuard:
             write_raw(redact(msg, secrets()), flush=flush)
 
         writer.write_raw = redacting_write_raw  # type: ignore[method-assign]
+
+    def _guard_allure(self) -> None:
+        if not getattr(self.config.option, "allure_report_dir", None) or "allure_commons" not in sys.modules:
+            return
+        import allure_commons
+
+        for name in ("report_result", "report_container"):  # marked here: allure is an optional dependency
+            allure_commons.hookimpl(tryfirst=True)(getattr(AllureRedactor, name))
+        plugin = AllureRedactor(self.secrets)
+        allure_commons.plugin_manager.register(plugin)
+        self.config.add_cleanup(lambda: allure_commons.plugin_manager.unregister(plugin))
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -334,9 +379,11 @@ class SecretGuard:
             if clean != item.nodeid:
                 _set_nodeid(item, clean)
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-        report = yield  # outermost: every other plugin has set its fields
+        # Registered at configure: around the wrappers of conftests and of this plugin's module, inside
+        # those of reporters registered later (allure-pytest reads the report in its wrapper).
+        report = yield
         redact_report(report, self.secrets())
         if hasattr(self.config, "workerinput"):
             # an xdist worker checks that a report names its item; where the item's id could not be
@@ -352,7 +399,9 @@ class SecretGuard:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if getattr(report, "node", None) is not None:  # from an xdist worker: redact again, with our secrets
+        """Before any reporter reads it: a report from an xdist worker, or one a plugin changed after it was
+        made. (Not on a worker, which checks that the report still names its item.)"""
+        if not hasattr(self.config, "workerinput"):
             redact_report(report, self.secrets())
 
     @pytest.hookimpl(tryfirst=True)

@@ -187,6 +187,15 @@ def _plant(gate_project: Gate) -> list[str]:
         '[environments.staging]\nstage = "staging"',
         '[environments.staging]\nstage = "staging"\nauth = { value = "Bearer ${STAGING_TOKEN}" }'))
     gate_project.pytester.makepyfile(test_leaky=LEAKY_TESTS)
+    # Allure's result files as they stand before the last net (the redaction of the files at the end):
+    # allure-pytest writes each result as its test ends, and those must be clean already
+    gate_project.pytester.makeconftest("""
+        import shutil
+
+        def pytest_sessionfinish(session):
+            if session.config.getoption("allure_report_dir", None):
+                shutil.copytree("allure-results", "allure-as-written", dirs_exist_ok=True)
+    """)
     return [TOKEN, *AWS.values()]
 
 
@@ -213,6 +222,7 @@ def test_planted_secrets_appear_nowhere_whatever_a_test_does(gate_project: Gate)
         names = {Path(p).name for p in produced}
         assert {"junit.xml", "report.json", "summary.md", "gate.log"} <= names
         assert any(Path(p).parent.name == "allure-results" for p in produced)
+        assert any(Path(p).parent.name == "allure-as-written" for p in produced)
         assert {p: leaks(text, planted) for p, text in produced.items() if leaks(text, planted)} == {}
         # redacted, not dropped: each pattern still says what happened
         assert "test_leaky.py::test_parametrized_with_the_token[***]" in res.stdout
