@@ -118,10 +118,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret (4 characters or more) replaced by ``***``: whole, escaped (JSON, XML,
     repr, URL) or any piece of 8 characters or more (what a truncation leaves), and AWS credentials that
     botocore prints. The one definition of what a secret looks like in output."""
-    key = secrets if isinstance(secrets, frozenset) else frozenset(secrets)
-    if not key or not text:
-        return text
-    return redactor(key)(text)
+    if not text:
+        return text  # with no secret the credential patterns still apply: botocore prints resolved ones
+    return redactor(secrets if isinstance(secrets, frozenset) else frozenset(secrets))(text)
 
 
 def redact_value(value: Any, secrets: Iterable[str], _seen: set[int] | None = None) -> Any:
@@ -129,8 +128,6 @@ def redact_value(value: Any, secrets: Iterable[str], _seen: set[int] | None = No
     (pytest's failure representations) are redacted in place, so they keep their structure (the short
     summary still finds the crash message)."""
     key = secrets if isinstance(secrets, frozenset) else frozenset(secrets)
-    if not key:
-        return value
     seen = set() if _seen is None else _seen
     if isinstance(value, str):
         return redact(value, key)
@@ -165,8 +162,6 @@ def redact_value(value: Any, secrets: Iterable[str], _seen: set[int] | None = No
 def redact_report(report: pytest.TestReport | pytest.CollectReport, secrets: frozenset[str]) -> None:
     """No secret reaches a report: terminal, JUnit, xdist, the JSON report and every other reporter read
     these fields, and the test id (a parametrize id may carry one) is among them."""
-    if not secrets:
-        return
     report.nodeid = redact(report.nodeid, secrets)
     if report.longrepr is not None:
         report.longrepr = redact_value(report.longrepr, secrets)
@@ -245,9 +240,7 @@ def redact_logging(config: pytest.Config, run: GateRun) -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        secrets = run.secrets
-        if secrets:
-            redact_record(record, secrets)
+        redact_record(record, run.secrets)
         return record
 
     logging.setLogRecordFactory(factory)
@@ -276,7 +269,7 @@ def redact_file(path: Path, secrets: frozenset[str]) -> None:
 def redact_allure_results(config: pytest.Config, secrets: frozenset[str]) -> None:
     """allure-pytest writes its result files itself: redact them in place once the run is over."""
     allure_dir = getattr(config.option, "allure_report_dir", None)
-    if not allure_dir or not secrets:
+    if not allure_dir:
         return
     for path in Path(allure_dir).glob("*"):
         if path.is_file():
@@ -372,8 +365,6 @@ class SecretGuard:
         scheduling, so it is redacted once, at its source, after selection (``-k``, ``--deselect``) is
         done. (pytest-xdist rewrites ids the same way for its groups.)"""
         secrets = self.secrets()
-        if not secrets:
-            return
         for item in items:
             clean = redact(item.nodeid, secrets)
             if clean != item.nodeid:
