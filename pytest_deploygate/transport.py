@@ -69,14 +69,16 @@ class WriteGuard:
 
     @classmethod
     def of(cls, environments: Iterable[Any], allow_writes: bool = False,
-           extra: Mapping[str, str] | None = None) -> WriteGuard:
+           extra: Mapping[str, str] | None = None, endpoints: bool = True) -> WriteGuard:
         """The guard of a run over ``environments`` (:class:`~pytest_deploygate.config.Environment`);
-        ``extra`` maps more URLs to a protected environment's name. Empty with ``allow_writes``."""
+        ``extra`` maps more URLs to a protected environment's name. Empty with ``allow_writes``.
+        Without ``endpoints``, AWS endpoint URLs are left out (below botocore a read can be a POST)."""
         if allow_writes:
             return cls()
         scopes: list[tuple[str, str, str, bool]] = []
         for env in environments:
-            urls = [env.base_url, _directory(env.frontend_url) if env.frontend_url else "", env.aws.endpoint_url or ""]
+            urls = [env.base_url, _directory(env.frontend_url) if env.frontend_url else "",
+                    (env.aws.endpoint_url or "") if endpoints else ""]
             for url in urls:
                 scope = _scope(url) if url else None
                 if scope is not None:
