@@ -157,6 +157,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_KEY] = run
     _install_sigterm(config)
     guard(config, run)  # secrets never leave the run, whatever a test does
+    from .guard import install_process_guard
+
+    install_process_guard(config, run)  # no write reaches a protected environment, whatever client sends it
     if getattr(config.option, "dist", None) == "load":
         # load tests carry xdist_group("deploygate-load"): one worker runs them, one after another
         config.option.dist = "loadgroup"
@@ -286,6 +289,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     for ledger in list(LEDGERS):
         ledger.purge()
+    from .guard import remove_process_guard
+
+    remove_process_guard(config)
     run = get_run(config)
     if run is None:
         return
