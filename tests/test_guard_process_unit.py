@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from pytest_deploygate.failures import WriteRefused
-from pytest_deploygate.guard import destination, install_process_guard, remove_process_guard
+from pytest_deploygate.guard import ProcessGuard, destination, install_process_guard, remove_process_guard
 
 REFUSED = "environment prod is protected (read-only); pass --allow-writes to let the gate write to it"
 
@@ -130,12 +130,23 @@ def test_every_client_is_refused_and_reads_pass(server: Any, prod_guard: tuple[s
     assert [m for m, _ in server.seen] == ["GET", "HEAD", "OPTIONS", "GET"]
 
 
-def test_a_refusal_is_not_retried(server: Any, prod_guard: tuple[str, _Run]) -> None:
+def test_a_refusal_is_not_retried(server: Any, prod_guard: tuple[str, _Run],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
     url, _ = prod_guard
+    asked: list[str] = []
+    check = ProcessGuard.check
+
+    def counted(self: ProcessGuard, method: str, target: str) -> None:
+        asked.append(method)
+        check(self, method, target)
+
+    monkeypatch.setattr(ProcessGuard, "check", counted)
     session = requests.Session()
+    # retries of any method on any error: urllib3 still hands the refusal straight back
     session.mount("http://", requests.adapters.HTTPAdapter(max_retries=urllib3_retry()))
-    with pytest.raises(WriteRefused):
+    with pytest.raises(WriteRefused, match="refused POST"):
         session.post(url + "/v1/api/stories", data=b"x", timeout=5)
+    assert asked == ["POST"]
     assert server.seen == []
 
 
