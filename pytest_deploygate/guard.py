@@ -20,7 +20,7 @@ import pytest
 from .config import Environment
 from .redaction import redact
 from .run import GateRun
-from .transport import WriteGuard
+from .transport import READ_METHODS, WriteGuard
 
 __all__ = ["ProcessGuard", "destination", "install_process_guard", "remove_process_guard"]
 
@@ -74,8 +74,10 @@ def _guarded(putrequest: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(putrequest)
     def guarded_putrequest(self: http.client.HTTPConnection, method: str, url: str, *args: Any,
                            **kwargs: Any) -> Any:
-        for guard in list(_active):
-            guard.check(method, destination(self, url))
+        if _active and str(method).upper() not in READ_METHODS:  # reads pay for nothing
+            target = destination(self, url)
+            for guard in list(_active):
+                guard.check(method, target)
         return putrequest(self, method, url, *args, **kwargs)
 
     guarded_putrequest.deploygate_guard = True  # type: ignore[attr-defined]
