@@ -1,0 +1,159 @@
+"""The gate's own cost as the work grows: time and peak memory of its controller-side steps.
+
+    .venv/bin/python bench/scale.py [--repeat 5] [--findings 1000 5000 20000] [--metrics 1000 2500 10000]
+
+* findings: N security findings (10 % of them repeats, as when two checks report the same issue) arrive
+  on test reports of 100 findings each and are aggregated by the plugin's collector (deduplicated by
+  content), as in a gate run.
+* metrics: N recorded metrics (latencies, rates with their request counts, counts; thresholds and
+  unjudged ones) are judged, the report is built, redacted and written as JSON, as the plugin does at
+  the end of a session.
+
+Each figure is one child process per size, run ``--repeat`` times, sizes interleaved (so drift of a
+shared machine hits every size alike); printed as medians with the min-max range. Peak RSS is the child's
+own ``ru_maxrss``; "base" is its RSS before the work (Python, pytest, the plugin and the config loaded).
+Linear cost shows as a flat per-item time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _gate_run(tmp: Path) -> Any:
+    from pytest_deploygate.config import load_gate, locate_files
+    from pytest_deploygate.run import GateRun
+
+    files = locate_files(REPO)
+    project, policies = load_gate(files, ["staging"])
+    return GateRun(env_name="staging", env_source="--env", project=project, policy=policies["staging"],
+                   config_path=files.config, report_path=tmp / "report.json")
+
+
+def child_findings(n: int, tmp: Path) -> tuple[float, int]:
+    import pytest
+
+    from pytest_deploygate.plugin import Collector
+    from pytest_deploygate.run import FINDING_PROPERTY, RunStart
+
+    run = _gate_run(tmp)
+    collector = Collector(run, RunStart("staging", run.report_path))
+    distinct = n - n // 10
+    findings = [json.dumps({"check": "bandit", "severity": ("HIGH", "MEDIUM", "LOW")[i % 3],
+                            "text": f"B{100 + i % 600}: issue in src/module_{i // 50}.py:{i % 997 + 1}"})
+                for i in range(distinct)]
+    findings += findings[: n - distinct]  # repeats: the same finding seen by a second check
+    reports = []
+    for start in range(0, n, 100):
+        props = [(FINDING_PROPERTY, f) for f in findings[start:start + 100]]
+        reports.append(pytest.TestReport(
+            nodeid=f"suites/test_security.py::test_scan[{start}]", location=("suites/test_security.py", 1, "x"),
+            keywords={"security": 1, "gate": 1}, outcome="passed", longrepr=None, when="teardown",
+            user_properties=props))
+    t0 = time.perf_counter()
+    for report in reports:
+        collector.pytest_runtest_logreport(report)
+    elapsed = time.perf_counter() - t0
+    assert len(run.findings) == distinct, len(run.findings)
+    return elapsed, len(run.findings)
+
+
+METRIC_SHAPES = (
+    # name, unit, value(i), samples(i)
+    ("smoke.api.latency_ms", "ms", lambda i: 20.0 + i % 50, lambda i: None),
+    ("crud.create_ms", "ms", lambda i: 30.0 + i % 70, lambda i: None),
+    ("performance.success_rate", "%", lambda i: 99.0 + (i % 10) / 10, lambda i: 1000 + i % 500),
+    ("performance.p95_ms", "ms", lambda i: 100.0 + i % 300, lambda i: 2000),
+    ("security.headers.missing_count", "", lambda i: float(i % 2), lambda i: None),
+    ("custom.items.seen_count", "", lambda i: float(i), lambda i: None),  # no threshold: shown as INFO
+)
+
+
+def child_metrics(n: int, tmp: Path) -> tuple[float, int]:
+    from pytest_deploygate import __version__
+    from pytest_deploygate.gate import judge, make_metric
+    from pytest_deploygate.redaction import redact_value
+    from pytest_deploygate.report.json_report import build_report, write_report
+
+    run = _gate_run(tmp)
+    for i in range(n):
+        name, unit, value, samples = METRIC_SHAPES[i % len(METRIC_SHAPES)]
+        run.metrics.append(make_metric(name, value(i), unit, {"path": f"/api/items/{i}"},
+                                       f"suites/test_x.py::test_{i // 10}", samples(i)))
+    for t in range(n // 10):
+        run.outcomes[f"suites/test_x.py::test_{t}"] = ("smoke", "passed", "")
+    t0 = time.perf_counter()
+    # what the plugin's pytest_sessionfinish does once the verdict hooks have run
+    run.verdict = judge(run.env_name, run.metrics, run.policy, run.tallies(), run.fail_on_warn,
+                        run.fail_on_inconclusive)
+    run.report = redact_value(build_report(run, 0, __version__), run.secrets)
+    write_report(run.report, run.report_path, run.secrets, run.markdown_path)
+    elapsed = time.perf_counter() - t0
+    written = json.loads(run.report_path.read_text())
+    assert len(written["metrics"]) == n
+    return elapsed, n
+
+
+CHILDREN = {"findings": child_findings, "metrics": child_metrics}
+
+
+def run_child(kind: str, n: int) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, str(n)], capture_output=True, text=True,
+                         check=False, timeout=600)
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} {n}: exit {out.returncode}\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--findings", type=int, nargs="*", default=[1000, 5000, 20000])
+    parser.add_argument("--metrics", type=int, nargs="*", default=[1000, 2500, 10000])
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, n = args.child[0], int(args.child[1])
+        with tempfile.TemporaryDirectory() as tmp:
+            base = _rss_mb()
+            _gate_run(Path(tmp))  # imports and config loaded before the base figure
+            base = _rss_mb()
+            elapsed, items = CHILDREN[kind](n, Path(tmp))
+        print(json.dumps({"seconds": elapsed, "items": items, "base_mb": base, "peak_mb": _rss_mb()}))
+        return
+
+    plan = [("findings", n) for n in args.findings] + [("metrics", n) for n in args.metrics]
+    samples: dict[tuple[str, int], list[dict[str, float]]] = {p: [] for p in plan}
+    for _ in range(args.repeat):
+        for p in plan:
+            samples[p].append(run_child(*p))
+    print(f"{args.repeat} runs per size, sizes interleaved; medians (min-max)")
+    print(f"{'work':<18} {'time':>22} {'per item':>20} {'peak RSS':>20} {'base RSS':>9}")
+    for (kind, n), runs in samples.items():
+        secs = [r["seconds"] for r in runs]
+        peaks = [r["peak_mb"] for r in runs]
+        per = [s / n * 1e6 for s in secs]
+        print(f"{kind + ' ' + format(n, ','):<18} "
+              f"{statistics.median(secs) * 1000:8.1f} ms ({min(secs) * 1000:.0f}-{max(secs) * 1000:.0f}) "
+              f"{statistics.median(per):7.1f} µs ({min(per):.1f}-{max(per):.1f}) "
+              f"{statistics.median(peaks):7.1f} MB ({min(peaks):.0f}-{max(peaks):.0f}) "
+              f"{statistics.median(r['base_mb'] for r in runs):6.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
