@@ -1,7 +1,17 @@
 """Start-up and end-to-end cost of the gate (run: ``python bench/startup.py [--repeat N]``).
 
-Prints medians of: plugin import overhead on ``pytest --co -q``, config loading with ``--env``,
-reference deployment start + stop, and a whole healthy smoke gate run.
+Each start-up figure is a pair of commands run in turn (A B A B ..., after one warm-up of each), so a
+drift of a shared machine hits both alike; printed as the median of A, of B, and of the ratio A/B pair
+by pair, with its min-max range:
+
+* the plugin installed but inactive: ``pytest --co -q`` vs the same with ``-p no:deploygate``;
+* the plugin active: ``pytest --co -q --env staging --no-builtin-suites`` (configuration and thresholds
+  loaded, the RUNNING report written) vs the same without the plugin.
+
+Then the reference deployment's start and stop (3 environments), and a whole healthy smoke gate run:
+``pytest --env staging -m "gate and smoke"`` (the built-in suites; start-up, launch, the smoke checks,
+verdict, teardown). Every command passes ``-p no:cacheprovider -p no:hypothesispytest`` (hypothesis comes
+with the project's test extra, not with the plugin, and its pytest plugin alone costs ~0.4 s here).
 """
 
 from __future__ import annotations
@@ -15,35 +25,61 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+LAST_OUTPUT: list[str] = []
 
 
-def timed(cmd: list[str], cwd: Path, repeat: int) -> float:
-    samples = []
+def _once(cmd: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode not in (0, 5):  # a figure of a run that failed would measure something else
+        raise SystemExit(f"{' '.join(cmd)}: exit {done.returncode}\n{done.stdout[-3000:]}")
+    LAST_OUTPUT[:] = [done.stdout]
+    return elapsed
+
+
+def paired(a: list[str], b: list[str], cwd: Path, repeat: int) -> tuple[float, float, list[float]]:
+    """Medians of A and B and the ratios A/B, run in turn after one warm-up of each."""
+    _once(a, cwd)
+    _once(b, cwd)
+    times_a, times_b = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        times_a.append(_once(a, cwd))
+        times_b.append(_once(b, cwd))
+    ratios = [x / y for x, y in zip(times_a, times_b, strict=True)]
+    return statistics.median(times_a), statistics.median(times_b), ratios
+
+
+def timed(cmd: list[str], cwd: Path, repeat: int) -> list[float]:
+    return [_once(cmd, cwd) for _ in range(repeat)]
+
+
+def _line(label: str, a: float, b: float, ratios: list[float]) -> str:
+    return (f"{label:<44} {a * 1000:6.0f} ms vs {b * 1000:4.0f} ms  +{(a - b) * 1000:3.0f} ms  "
+            f"x{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--gate-repeat", type=int, default=3, help="runs of the whole smoke gate")
+    parser.add_argument("--startup-only", action="store_true", help="only the two start-up pairs")
     args = parser.parse_args()
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "test_trivial.py").write_text("def test_ok():\n    pass\n")
         (work / "deploygate.toml").write_text((REPO / "deploygate.toml").read_text())
-        base = [py, "-m", "pytest", "-p", "no:cacheprovider", "--co", "-q"]
-        without = timed([*base, "-p", "no:deploygate", "test_trivial.py"], work, args.repeat)
-        with_plugin = timed([*base, "test_trivial.py"], work, args.repeat)
-        with_env = timed([*base, "--env", "staging", "test_trivial.py"], work, args.repeat)
-        print(f"pytest --co -q, plugin disabled      {without * 1000:8.0f} ms")
-        print(f"pytest --co -q, plugin loaded        {with_plugin * 1000:8.0f} ms "
-              f"(+{(with_plugin - without) * 1000:.0f} ms)")
-        print(f"pytest --co -q --env staging         {with_env * 1000:8.0f} ms "
-              f"(+{(with_env - without) * 1000:.0f} ms: config + thresholds)")
+        base = [py, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--co", "-q"]
+        without = [*base, "-p", "no:deploygate", "test_trivial.py"]
+        print(f"{args.repeat} pairs each, in turn after a warm-up; medians, ratio median (min-max)")
+        a, b, r = paired([*base, "test_trivial.py"], without, work, args.repeat)
+        print(_line("pytest --co -q, plugin inactive (no --env)", a, b, r))
+        a, b, r = paired([*base, "--env", "staging", "--no-builtin-suites", "test_trivial.py"], without, work,
+                         args.repeat)
+        print(_line("pytest --co -q --env staging --no-builtin-suites", a, b, r))
+        if args.startup_only:
+            return
 
         sys.path.insert(0, str(REPO))
         from pytest_deploygate.demo.faults import parse_faults
@@ -58,12 +94,17 @@ def main() -> None:
             demo.stop()
             starts.append(t1 - t0)
             stops.append(time.perf_counter() - t1)
-        print(f"reference deployment start (3 envs)  {statistics.median(starts) * 1000:8.0f} ms")
-        print(f"reference deployment stop            {statistics.median(stops) * 1000:8.0f} ms")
+        print(f"reference deployment start (3 envs)          {statistics.median(starts) * 1000:6.0f} ms "
+              f"({min(starts) * 1000:.0f}-{max(starts) * 1000:.0f})")
+        print(f"reference deployment stop                    {statistics.median(stops) * 1000:6.0f} ms "
+              f"({min(stops) * 1000:.0f}-{max(stops) * 1000:.0f})")
 
-        gate = timed([py, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--env", "staging", "-m", "gate",
-                      "--no-builtin-suites", str(REPO / "suites")], work, max(3, args.repeat // 2))
-        print(f"whole smoke gate run (staging)       {gate * 1000:8.0f} ms")
+        # the built-in suites (no path given), smoke checks only: the scheduled production smoke run's shape
+        gate = timed([py, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q",
+                      "--env", "staging", "-m", "gate and smoke"], work, args.gate_repeat)
+        print(f"whole smoke gate run (-m 'gate and smoke')   {statistics.median(gate) * 1000:6.0f} ms "
+              f"({min(gate) * 1000:.0f}-{max(gate) * 1000:.0f})")
+        print("  its last run: " + LAST_OUTPUT[0].strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -9,14 +9,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config import DEPLOYED_FIELDS, ConfigError, Environment, Project
-from .gate import Metric, TestTally, Verdict
-from .redaction import aws_credential_secrets
-from .thresholds import Policy
+if TYPE_CHECKING:  # pragma: no cover
+    # the plugin imports this module at start-up: config, gate and thresholds load only once --env is given
+    from .config import ConfigError, Environment, Project
+    from .gate import Metric, TestTally, Verdict
+    from .thresholds import Policy
 
 
 def new_run_id() -> str:
@@ -75,6 +76,8 @@ class GateRun:
     launched: bool = False
 
     def __post_init__(self) -> None:
+        from .redaction import aws_credential_secrets
+
         self.extra_secrets |= aws_credential_secrets(self.project.environments.values())
 
     @property
@@ -100,9 +103,13 @@ class GateRun:
                     self.extra_secrets.add(addresses[name]["token"])
             out[name] = env
         self.environments = out
+        from .redaction import aws_credential_secrets
+
         self.extra_secrets |= aws_credential_secrets(out.values())
 
     def tallies(self) -> dict[str, TestTally]:
+        from .gate import TestTally
+
         result: dict[str, TestTally] = {}
         for nodeid, (category, outcome, reason) in self.outcomes.items():
             tally = result.setdefault(category, TestTally())
@@ -118,6 +125,8 @@ class GateRun:
 
 def with_launched(env: Environment, address: Mapping[str, Any]) -> Environment:
     """``env`` pointed at a launched reference deployment (URLs, emulator, token, deployed artifacts)."""
+    from .config import DEPLOYED_FIELDS
+
     return env.with_addresses(
         base_url=address["api_url"], frontend_url=address["frontend_url"], endpoint_url=address["endpoint_url"],
         account_id=address["account_id"], token=address.get("token"),
@@ -153,6 +162,14 @@ def env_name_from(option: str | None, ini: str | None) -> tuple[str | None, str]
     if ini:
         return ini, "ini deploygate_env"
     return None, ""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ConfigError":  # still importable from here, without loading the config module at start-up
+        from .config import ConfigError
+
+        return ConfigError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
