@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import requests
 from gatehelpers import REPO, Gate, wait_for
 
 DEPLOYGATE = str(Path(sys.executable).with_name("deploygate"))
+
+pytestmark = pytest.mark.e2e
 
 
 
@@ -166,7 +169,7 @@ def test_killed_run_leftovers_are_removed_by_cleanup(gate_project: Gate, running
     proc = gate_project.start("--env", "staging", "-m", "gate and crud")
     try:
         # mid-CRUD: a record exists (each slow step takes 3.5 s), then the run dies without teardown
-        wait_for(lambda: running_demo.gate_records()["staging"] > 0, what="a gate record in staging")
+        wait_for(lambda: running_demo.gate_records()["staging"] > 0, timeout=180, what="a gate record in staging")
         proc.kill()
         proc.wait(timeout=10)
     finally:
@@ -190,7 +193,7 @@ def test_killed_run_leftovers_are_removed_by_cleanup(gate_project: Gate, running
 def test_sigterm_mid_crud_still_removes_the_records(gate_project: Gate, running_demo: RunningDemo) -> None:
     proc = gate_project.start("--env", "staging", "-m", "gate and crud")
     try:
-        wait_for(lambda: running_demo.gate_records()["staging"] > 0, what="a gate record in staging")
+        wait_for(lambda: running_demo.gate_records()["staging"] > 0, timeout=180, what="a gate record in staging")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 2  # interrupted
     finally:
@@ -200,6 +203,131 @@ def test_sigterm_mid_crud_still_removes_the_records(gate_project: Gate, running_
     res = subprocess.run([DEPLOYGATE, "cleanup", "--env", "staging"], cwd=gate_project.path,
                          capture_output=True, text=True, timeout=120)
     assert "staging: 0 leftover gate record(s) found" in res.stdout
+
+
+class Streamed:
+    """A gate run in the background, verbose and unbuffered, its output read line by line as it comes (to
+    signal it at a known moment)."""
+
+    def __init__(self, gate: Gate, *args: str) -> None:
+        env = dict(os.environ, TMPDIR=str(gate.tmp), PYTHONUNBUFFERED="1")
+        env.pop("DEPLOYGATE_DEMO_FAULTS", None)
+        self.proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", *args],
+                                     cwd=gate.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def saw(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def finish(self, timeout: float) -> tuple[int, str]:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return code, "".join(self.lines)
+
+
+@pytest.mark.demo_faults("staging:slow")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_create_in_flight_when_interrupted_is_still_removed(gate_project: Gate, running_demo: RunningDemo,
+                                                              sig: int) -> None:
+    run = Streamed(gate_project, "--env", "staging", "-m", "gate and crud")
+    try:
+        # the lifecycle starts with its create: the slow fault holds the answer (and the write) for 3.5 s
+        wait_for(lambda: run.saw("test_crud_lifecycle[stories]"), timeout=120, what="the CRUD check to start")
+        time.sleep(1.0)
+        assert running_demo.gate_records()["staging"] == 0  # not written yet: the create is in flight
+        run.proc.send_signal(sig)
+        code, out = run.finish(timeout=120)
+        assert code == 2, out
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+    assert running_demo.gate_records() == {"dev": 0, "staging": 0, "prod": 0}
+    stats = requests.get(running_demo.api("staging") + "/_demo/stats", timeout=30).json()
+    assert stats["writes"] >= 2  # the create did land (and was deleted): the interrupt did not stop it
+    report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
+    assert report["verdict"] == "INTERRUPTED"
+    assert not [n for n in report["notes"] if "could not be removed" in n]
+
+
+def _leftover(api: str, run_id: str = "dg-20260101T000000-c0ffee") -> str:
+    """A record a crashed run left in the reference deployment's stories (created through its API)."""
+    body = {"title": f"deploygate probe {run_id}", "deploygateRun": run_id, "deploygateEnv": "staging",
+            "deploygateCreatedAt": int(time.time()) - 3600}
+    created = wait_for(lambda: (r := requests.post(api + "/api/stories", json=body, timeout=30)).status_code == 201
+                       and r, timeout=30, what="a leftover record")
+    return str(created.json()["id"])
+
+
+def _cleanup(gate: Gate, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DEPLOYGATE, "cleanup", "--env", "staging", *args], cwd=gate.path, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.demo_faults("staging:errors")
+def test_cleanup_uses_the_table_when_the_api_list_fails(gate_project: Gate, running_demo: RunningDemo) -> None:
+    api = running_demo.api("staging")
+    item_id = _leftover(api)
+    # every second /api answer is a 500: after a good one, the next (cleanup's list) fails
+    wait_for(lambda: requests.get(api + "/api/acceptance-tests", timeout=30).status_code == 200, timeout=30,
+             what="a good answer")
+    done = _cleanup(gate_project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "staging stories: the API list failed" in done.stdout and "answered 500" in done.stdout
+    assert "searched the table instead" in done.stdout
+    assert f"staging stories {item_id} run dg-20260101T000000-c0ffee (found in table)" in done.stdout
+    assert "staging: 1 leftover gate record(s) found, removed 1" in done.stdout
+    assert running_demo.gate_records()["staging"] == 0
+
+
+def test_cleanup_uses_the_api_list_when_the_table_scan_fails(gate_project: Gate, running_demo: RunningDemo) -> None:
+    item_id = _leftover(running_demo.api("staging"))
+    path = gate_project.path / "deploygate.toml"
+    text = path.read_text()
+    assert 'table = "{service}-{stage}-stories"' in text
+    path.write_text(text.replace('table = "{service}-{stage}-stories"', 'table = "{service}-{stage}-gone"'))
+    done = _cleanup(gate_project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the scan of staging's table aipm-backend-staging-gone" in done.stdout
+    assert "ResourceNotFoundException" in done.stdout and "searched the API list instead" in done.stdout
+    assert f"staging stories {item_id} run dg-20260101T000000-c0ffee (found in api)" in done.stdout
+    assert "removed 1" in done.stdout
+    assert running_demo.gate_records()["staging"] == 0
+
+
+@pytest.mark.demo_faults("staging:errors")
+def test_cleanup_that_can_search_nowhere_fails_naming_both(gate_project: Gate, running_demo: RunningDemo) -> None:
+    api = running_demo.api("staging")
+    _leftover(api)
+    path = gate_project.path / "deploygate.toml"
+    path.write_text(path.read_text().replace('table = "{service}-{stage}-stories"', 'table = "{service}-{stage}-gone"'))
+    wait_for(lambda: requests.get(api + "/api/acceptance-tests", timeout=30).status_code == 200, timeout=30,
+             what="a good answer")
+    done = _cleanup(gate_project, "--dry-run")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "staging stories: cannot look for leftovers: the API list failed" in done.stderr
+    assert "the scan of staging's table aipm-backend-staging-gone" in done.stderr
+
+
+def test_a_peer_answering_500_is_could_not_check(gate_project: Gate) -> None:
+    # prod answers every second /api request with a 500: the canary lookups there cannot all be answered
+    res = gate_project.run("--env", "staging", "-m", "gate and isolation", "-k", "canary_stays_here",
+                           faults="prod:errors")
+    assert res.ret == 1, res.output
+    failed = res.failed_tests()
+    reason = next(r for n, r in failed.items() if "test_canary_stays_here[prod]" in n)
+    assert "canary-out: could not check: canary stories/" in reason and "looked for in prod" in reason
+    assert "answered 500" in reason and "leak" not in reason
+    assert res.metric("isolation.unverified_count", check="canary-out", env="staging", seen_in="prod")["value"] == 1
+    assert not any("[dev]" in n for n in failed)
+    assert res.metric("isolation.leaks_count", check="canary-out", env="staging", seen_in="dev")["value"] == 0
 
 
 def test_normal_and_failing_runs_leave_zero_records(gate_project: Gate, running_demo: RunningDemo) -> None:
