@@ -277,3 +277,15 @@ def test_deletes_answered_500_are_retried(gate_project: Gate, rest_server: Start
     assert res.report is not None
     assert not [n for n in res.report["notes"] if "could not be removed" in n]
     assert _list(url) == []
+
+
+@pytest.mark.e2e
+def test_a_list_that_fails_is_could_not_check_for_foreign_records(gate_project: Gate,
+                                                                  rest_server: StartServer) -> None:
+    dev = rest_server("json-server", _posts("dev", 2, 1), fault="get-500")
+    _configure(gate_project, dev, rest_server("json-server", PROD_POSTS))
+    res = gate_project.run("--env", "dev", "-m", "gate and isolation", "-k", "foreign")
+    assert res.ret == 1, res.output
+    reason = next(r for n, r in res.failed_tests().items() if "test_no_foreign_records" in n)
+    assert f"foreign-records: could not check: GET {dev}/posts answered 500" in reason, reason
+    assert res.metric("isolation.unverified_count", check="foreign-records", env="dev")["value"] == 1
