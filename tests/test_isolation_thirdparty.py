@@ -60,6 +60,22 @@ def test_a_record_without_identifying_values_cannot_be_told() -> None:
     assert kept.fields == {MARK_RUN: RUN, MARK_ENV: "dev"}
 
 
+def test_what_stays_is_named_with_the_command_per_environment() -> None:
+    from types import SimpleNamespace
+
+    from pytest_deploygate.records import Left, describe_left
+
+    # only an environment's name and protection matter here
+    dev: Any = SimpleNamespace(name="dev", protected=False)
+    prod: Any = SimpleNamespace(name="prod", protected=True)
+    text = describe_left([Left(dev, "dev posts 3: DELETE answered 500 (4 attempts)"),
+                          Left(dev, "dev posts 4: DELETE answered 500 (4 attempts)"),
+                          Left(prod, "prod posts 9: DELETE answered 503 (4 attempts)")], RUN)
+    assert "dev posts 3: DELETE answered 500 (4 attempts); dev posts 4" in text
+    assert text.count(f"`deploygate cleanup --env dev --run-id {RUN}`") == 1
+    assert f"`deploygate cleanup --env prod --run-id {RUN} --allow-writes`" in text
+
+
 # --------------------------------------------------------------------------------------------------
 # the servers
 
