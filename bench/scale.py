@@ -41,8 +41,10 @@ def _gate_run(tmp: Path) -> Any:
 
     files = locate_files(REPO)
     project, policies = load_gate(files, ["staging"])
-    return GateRun(env_name="staging", env_source="--env", project=project, policy=policies["staging"],
-                   config_path=files.config, report_path=tmp / "report.json")
+    run = GateRun(env_name="staging", env_source="--env", project=project, policy=policies["staging"],
+                  config_path=files.config, report_path=tmp / "report.json")
+    run.extra_secrets.add("Zk3pQ9vX2mL7rT4wB8nY1cF6")  # a launched deployment's API token: every output is redacted
+    return run
 
 
 def child_findings(n: int, tmp: Path) -> tuple[float, int]:
@@ -101,12 +103,18 @@ def child_metrics(n: int, tmp: Path) -> tuple[float, int]:
     # what the plugin's pytest_sessionfinish does once the verdict hooks have run
     run.verdict = judge(run.env_name, run.metrics, run.policy, run.tallies(), run.fail_on_warn,
                         run.fail_on_inconclusive)
+    t1 = time.perf_counter()
     run.report = redact_value(build_report(run, 0, __version__), run.secrets)
     write_report(run.report, run.report_path, run.secrets, run.markdown_path)
     elapsed = time.perf_counter() - t0
+    SPLIT["judge_s"], SPLIT["report_s"] = t1 - t0, elapsed - (t1 - t0)
     written = json.loads(run.report_path.read_text())
     assert len(written["metrics"]) == n
     return elapsed, n
+
+
+#: the parts of a child's figure, when it has parts
+SPLIT: dict[str, float] = {}
 
 
 CHILDREN = {"findings": child_findings, "metrics": child_metrics}
@@ -134,7 +142,7 @@ def main() -> None:
             _gate_run(Path(tmp))  # imports and config loaded before the base figure
             base = _rss_mb()
             elapsed, items = CHILDREN[kind](n, Path(tmp))
-        print(json.dumps({"seconds": elapsed, "items": items, "base_mb": base, "peak_mb": _rss_mb()}))
+        print(json.dumps({"seconds": elapsed, "items": items, "base_mb": base, "peak_mb": _rss_mb(), **SPLIT}))
         return
 
     plan = [("findings", n) for n in args.findings] + [("metrics", n) for n in args.metrics]
@@ -153,6 +161,10 @@ def main() -> None:
               f"{statistics.median(per):7.1f} µs ({min(per):.1f}-{max(per):.1f}) "
               f"{statistics.median(peaks):7.1f} MB ({min(peaks):.0f}-{max(peaks):.0f}) "
               f"{statistics.median(r['base_mb'] for r in runs):6.1f} MB")
+        if kind == "metrics":
+            print(f"{'':<18}   of which judge {statistics.median(r['judge_s'] for r in runs) / n * 1e6:.1f} µs, "
+                  f"report (build, redact, write) {statistics.median(r['report_s'] for r in runs) / n * 1e6:.1f} µs"
+                  " per metric")
 
 
 if __name__ == "__main__":
