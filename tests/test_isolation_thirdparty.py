@@ -2,7 +2,7 @@
 mock-config-server (its database mode), both from npm (tests/jsonserver, installed by .ci/run).
 
 dev and prod are two instances, each holding data of its own, so a canary written in dev gets an id that
-prod's own records already have: that is not a leak. Both environments on one instance (a shared store)
+prod's own records already have: that is not a leak. Two addresses onto one instance (a shared store)
 is. A peer that answers 500 or drops the connection is "could not check", never a leak. The unit tests
 of the identity rule come first."""
 
@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,52 @@ def rest_server(tmp_path: Path) -> Iterator[StartServer]:
             proc.kill()
 
 
+@pytest.fixture
+def second_door() -> Iterator[Callable[[str], str]]:
+    """``second_door(url)``: another loopback port onto the same server (a plain TCP relay), as when two
+    environments' APIs are deployed over one store: different addresses, the same data."""
+    stop = threading.Event()
+    listeners: list[socket.socket] = []
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve(listener: socket.socket, target: tuple[str, int]) -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(target, timeout=10)
+            upstream.settimeout(None)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    def open_door(url: str) -> str:
+        host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listeners.append(listener)
+        threading.Thread(target=serve, args=(listener, (host, int(port))), daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    yield open_door
+    stop.set()
+    for listener in listeners:
+        listener.close()
+
+
 def _posts(env: str, count: int, start: int = 1) -> list[dict[str, Any]]:
     """``count`` records of an environment's own, with ids from ``start``."""
     return [{"id": i, "title": f"{env} post {i}", "author": f"{env} team"} for i in range(start, start + count)]
@@ -208,14 +255,16 @@ def test_colliding_ids_in_a_populated_prod_are_not_leaks(gate_project: Gate, res
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("kind", ["json-server", "mock-config-server"])
-def test_a_shared_store_is_still_a_leak(gate_project: Gate, rest_server: StartServer, kind: str) -> None:
+def test_a_shared_store_is_still_a_leak(gate_project: Gate, rest_server: StartServer,
+                                       second_door: Callable[[str], str], kind: str) -> None:
     shared = rest_server(kind, _posts("dev", 2, 1))
-    _configure(gate_project, shared, shared)
+    prod = second_door(shared)
+    _configure(gate_project, shared, prod)
     res = gate_project.run("--env", "dev", "-m", "gate and isolation", *CHECKS)
     assert res.ret == 1, res.output
     reason = next(r for n, r in res.failed_tests().items() if "test_canary_stays_here[prod]" in n)
     assert "leak: canary posts/3 written in dev is visible in prod" in reason, reason
-    assert f"by id (GET {shared}/posts/3 answered 200 with this canary)" in reason
+    assert f"by id (GET {prod}/posts/3 answered 200 with this canary)" in reason
     assert "in prod's list" in reason
     assert res.metric("isolation.leaks_count", check="canary-out", env="dev", seen_in="prod")["value"] == 2
     assert _list(shared) == _posts("dev", 2, 1)  # the canary is gone again
