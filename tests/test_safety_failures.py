@@ -277,14 +277,23 @@ smoke = {{ endpoints = [{{ path = "/a" }}, {{ path = "/b" }}, {{ path = "/c" }}]
 
 
 def test_sigint_mid_run_leaves_a_partial_report_marked_interrupted(gate_project: Gate) -> None:
-    proc = gate_project.start("--env", "staging", "-m", "gate and smoke", faults="staging:slow")
+    proc = gate_project.start("--env", "staging", "-m", "gate and smoke", "-v", faults="staging:slow")
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 60
-        while len(gate_project.leftovers()) < 7 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(12)  # pre-flight and the first slow checks (3.5 s each) are done
+        # a check has passed (whatever the machine's speed), and the next slow one is in flight
+        wait_for(lambda: any(" PASSED" in line for line in lines), timeout=240, what="a first passed check")
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=120)
+        reader.join(timeout=30)
+        out = "".join(lines)
         assert proc.returncode == 2, out
     finally:
         if proc.poll() is None:
