@@ -83,8 +83,8 @@ def make_metric(name: str, value: float, unit: str | None = None,
         raise ValueError(f"metric name {name!r} must look like 'category.name_unit'")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"metric {name!r}: value must be a number, got {value!r}")
-    if math.isnan(value):
-        raise ValueError(f"metric {name!r}: value is NaN")
+    if not math.isfinite(value):
+        raise ValueError(f"metric {name!r}: value is {value!r}, not a finite number")
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 0):
         raise ValueError(f"metric {name!r}: samples must be a whole number >= 0, got {samples!r}")
     return Metric(name, float(value), unit if unit is not None else unit_of(name),

@@ -6,14 +6,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..redaction import redact
-from ..thresholds import FAIL, PASS, SKIP, WARN
+from ..thresholds import FAIL, INCONCLUSIVE, NO_CHECKS, PASS, SKIP, WARN
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..gate import Verdict
     from ..run import GateRun
     from ..specs import CloudWatchSpec, WebhookSpec
 
-LEVEL_VALUE = {PASS: 0.0, SKIP: 0.0, WARN: 1.0, FAIL: 2.0}
+#: an alarm on ``GateVerdict >= 2`` pages for what blocks promotion: FAIL, and a run that checked nothing;
+#: INCONCLUSIVE (the sample could not tell) sits between PASS and WARN
+LEVEL_VALUE = {PASS: 0.0, SKIP: 0.0, INCONCLUSIVE: 0.5, WARN: 1.0, FAIL: 2.0, NO_CHECKS: 2.0}
 UNITS = {"ms": "Milliseconds", "%": "Percent", "s": "Seconds", "req/s": "Count/Second", "days": "None"}
 
 
