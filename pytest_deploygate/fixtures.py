@@ -6,31 +6,25 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from .aws import EnvironmentAWS
-from .config import Environment
 from .failures import Unverified, WriteRefused
-from .gate import Metric, make_metric
-from .http import GateHTTP, client_for, leak_watcher, protected_guard
-from .records import (
-    MARK_CANARY,
-    MARK_RECORD,
-    Collection,
-    Datastore,
-    Identity,
-    Ledger,
-    Left,
-    describe_left,
-    record_marker,
-)
 from .run import ARTIFACT_PROPERTY, FINDING_PROPERTY, METRICS_KEY, NOTE_PROPERTY, GateRun, get_run
-from .specs import CollectionSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    # Loaded at every pytest start (so that `pytest --fixtures` documents them): requests, boto3 and the
+    # records machinery are imported by the fixtures that use them.
+    from .aws import EnvironmentAWS
+    from .config import Environment
+    from .gate import Metric
+    from .http import GateHTTP
+    from .records import Collection, Datastore, Identity, Ledger, Left
+    from .specs import CollectionSpec
 
 
 def _run(request: pytest.FixtureRequest) -> GateRun:
@@ -71,6 +65,8 @@ def http_client(deploygate_run: GateRun, request: pytest.FixtureRequest) -> Iter
     auth header and timing; closed after the test. Whatever the base URL, a write to any protected
     environment's URL is refused unless ``--allow-writes``, and a 5xx answer that leaks a stack trace
     or version is a ``security.errors`` finding of this test."""
+    from .http import client_for, leak_watcher, protected_guard
+
     made: list[GateHTTP] = []
     guard = protected_guard((deploygate_run.environments or deploygate_run.project.environments).values(),
                             deploygate_run.allow_writes)
@@ -116,6 +112,8 @@ def aws_for(deploygate_run: GateRun) -> Callable[[Environment], EnvironmentAWS]:
     """Session scope. ``aws_for(env)``: AWS access (:class:`pytest_deploygate.aws.EnvironmentAWS`) in
     any environment's account, e.g. a peer's, cached per environment. Protected environments refuse
     write calls unless ``--allow-writes``."""
+    from .aws import EnvironmentAWS
+
     cache: dict[str, EnvironmentAWS] = {}
 
     def factory(env: Environment) -> EnvironmentAWS:
@@ -148,6 +146,9 @@ class Records:
     def collection(self, spec: CollectionSpec | str | None = None, env: Environment | None = None) -> Collection:
         """CRUD access to ``spec`` (a ``crud.collections`` entry or its name; default the first) in
         ``env`` (default the selected environment); what it creates is tracked by the ledger."""
+        from .records import Collection
+        from .specs import CollectionSpec
+
         env = env or self.run.environment
         if not isinstance(spec, CollectionSpec):
             found = env.crud.collection(spec)
@@ -161,6 +162,8 @@ class Records:
                **extra: Any) -> tuple[Any, dict[str, Any]]:
         """Create a marked record (deleted at teardown) and return ``(id, body sent)``. The ledger knows
         of it before the request leaves, so a create interrupted in flight is still removed."""
+        from .records import MARK_RECORD, Identity, record_marker
+
         body = collection.body(collection.spec.create if template is None else template, extra)
         if collection.env.crud.markers:
             body[MARK_RECORD] = record_marker(self.run.run_id)
@@ -180,6 +183,8 @@ class Records:
         self.ledger.discard(collection, item_id)
 
     def _store_of(self, collection: Collection) -> Callable[[], Datastore | None]:
+        from .records import Datastore
+
         def store() -> Datastore | None:
             if self._aws_for is None or not collection.spec.table:
                 return None
@@ -198,6 +203,8 @@ def records(deploygate_run: GateRun, http_client: Callable[..., GateHTTP],
     create still in flight then is found by its markers); deletes answered 5xx are retried. A record
     that still cannot be removed fails the teardown and is named, with the ``deploygate cleanup``
     command to run, in the gate summary."""
+    from .records import Ledger, describe_left
+
     ledger = Ledger()
     LEDGERS.append(ledger)
     try:
@@ -225,6 +232,8 @@ def pytest_sessionfinish(session: pytest.Session) -> Any:
         left += ledger.purge()
     run = get_run(session.config)
     if left and run is not None:
+        from .records import describe_left
+
         run.notes.append("deploygate: " + describe_left(left, run.run_id))
     return (yield)
 
@@ -241,6 +250,8 @@ class Canary:
     @property
     def identity(self) -> Identity:
         """What tells this canary from any other record: its markers and unique values, not its id."""
+        from .records import Identity
+
         return Identity.of(self.body, self.collection.run_id)
 
 
@@ -251,6 +262,8 @@ def canary(records: Records, deploy_env: Environment) -> Callable[..., Canary]:
     returns a :class:`Canary`; it is deleted at teardown. Never writes to a protected environment."""
 
     def make(env: Environment | None = None, collection: str | None = None) -> Canary:
+        from .records import MARK_CANARY
+
         env = env or deploy_env
         if env.protected:
             raise WriteRefused(f"canary: environment {env.name} is protected: the gate never writes canaries there")
@@ -286,21 +299,27 @@ class GateRecorder:
         if self._item is not None:
             self._item.user_properties.append((ARTIFACT_PROPERTY, f"{name}={path}"))
 
-    def record(self, name: str, value: float, unit: str | None = None, **labels: object) -> Metric:
+    def record(self, name: str, value: float, unit: str | None = None, *, samples: int | None = None,
+               values: Sequence[float] = (), **labels: object) -> Metric:
         """Record ``name`` (``category.name_unit``, e.g. ``smoke.health.latency_ms``) = ``value``;
-        ``labels`` tell instances apart (``path="/health"``). Judged against thresholds.toml."""
-        metric = make_metric(name, value, unit, labels, self.nodeid)
+        ``labels`` tell instances apart (``path="/health"``). Judged against thresholds.toml.
+        ``samples``: how many observations stand behind ``value`` (the requests behind a rate: a rate from
+        few requests is judged on its confidence interval, and ``min_samples`` applies); ``values``: the
+        observations themselves, when few (shown in the report)."""
+        from .gate import make_metric
+
+        metric = make_metric(name, value, unit, labels, self.nodeid, samples, values)
         self._sink.append(metric.to_dict())
         return metric
 
-    def could_not_check(self, category: str, check: str, why: str, **labels: object) -> NoReturn:
+    def could_not_check(self, category: str, check: str, why: str, **labels: Any) -> NoReturn:
         """Fail the test as *not verified* (never as a finding): records ``<category>.unverified_count``
         = 1 for ``check`` and raises :class:`pytest_deploygate.failures.Unverified` saying why."""
         self.record(f"{category}.unverified_count", 1, None, check=check, **labels)
         raise Unverified(f"{check}: could not check: {why}")
 
     @contextmanager
-    def timer(self, name: str, **labels: object) -> Iterator[None]:
+    def timer(self, name: str, **labels: Any) -> Iterator[None]:
         """Record the wall time of the ``with`` block, in ms, as ``name``."""
         start = time.perf_counter()
         try:
