@@ -18,12 +18,13 @@ from pytest_deploygate.load import LoadResult, LocustRun, Progress, probe
 pytestmark = [pytest.mark.gate, pytest.mark.performance, pytest.mark.xdist_group("deploygate-load")]
 
 
-def _record(gate, result: LoadResult, **labels: str) -> None:  # type: ignore[no-untyped-def]
-    # the order the verdict table shows them in: the seeds' gate figures first
-    gate.record("performance.success_rate", result.success_rate, **labels)
+def _record(gate, result: LoadResult, samples: int | None = None, **labels: str) -> None:  # type: ignore[no-untyped-def]
+    # the order the verdict table shows them in: the seeds' gate figures first. With ``samples`` the rates are
+    # judged on their confidence interval (a 20-request probe cannot tell 95 % from 100 %: INCONCLUSIVE)
+    gate.record("performance.success_rate", result.success_rate, samples=samples, **labels)
     gate.record("performance.avg_ms", result.avg_ms, **labels)
     gate.record("performance.p95_ms", result.p95_ms, **labels)
-    gate.record("performance.error_rate", result.error_rate, **labels)
+    gate.record("performance.error_rate", result.error_rate, samples=samples, **labels)
     gate.record("performance.p50_ms", result.p50_ms, **labels)
     gate.record("performance.p99_ms", result.p99_ms, **labels)
     gate.record("performance.rps", result.rps, "req/s", **labels)
@@ -68,7 +69,7 @@ def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  #
     if deploy_env.protected and not deploygate_run.allow_load:
         result = probe(api, spec.tasks, spec.probe_requests)
         gate.record("performance.requests_count", result.requests, mode="probe")
-        _record(gate, result, mode="probe")
+        _record(gate, result, samples=result.requests, mode="probe")
         gate.note(f"{deploy_env.name} is protected: {result.requests} sequential probe requests "
                   "instead of load (pass --allow-load to run the load test)")
         return

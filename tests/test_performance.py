@@ -231,6 +231,10 @@ def test_prod_gets_a_probe_not_load(gate_project: Gate) -> None:
         assert served == 20 + 1  # probe_requests sequential requests (and the pre-flight), no load
         assert res.metric("performance.requests_count", mode="probe")["value"] == 20
         assert res.metric("performance.p95_ms", mode="probe")["verdict"] == "PASS"
+        # 20 of 20 cannot rule out "< 95 %": INCONCLUSIVE (not PASS, not blocking), with what would settle it
+        rate = res.metric("performance.success_rate", mode="probe")
+        assert rate["verdict"] == "INCONCLUSIVE" and rate["samples"] == 20 and rate["samples_needed"] == 73
+        assert "cannot tell against < 95 %" in res.stdout and "needs n >= 73" in res.stdout
         assert "prod is protected: 20 sequential probe requests instead of load" in res.stdout
         loaded = gate_project.run("--env", "prod", "-m", "gate and performance", "--allow-load")
         assert loaded.ret == 0, loaded.output
