@@ -222,7 +222,7 @@ BAD_CONFIGS = {
     "huge-timeout": ("deploygate.toml", lambda t: _set_http(t, "1e300"),
                      ["environments.staging.http.read_timeout_s", "got 1e+300"]),
     "nan-wait": ("deploygate.toml",
-                 lambda t: t.replace("probe_requests = 20\n", "probe_requests = 20\nwait_s = [nan, nan]\n"),
+                 lambda t: t.replace("probe_requests = 100", "wait_s = [nan, nan]\nprobe_requests = 100"),
                  ["defaults.performance.wait_s", "got nan", "@wait_s"]),
     "400-digit-users": ("deploygate.toml", lambda t: t.replace("users = 20", "users = " + "9" * 400),
                         ["defaults.performance.users", "400 digits"]),
