@@ -111,7 +111,7 @@ def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  #
     if result.requests < spec.min_requests:
         raise refused or CheckFailure(f"performance: too few requests to judge: {result.requests} after the "
                                       f"warm-up, fewer than min_requests = {spec.min_requests}")
-    _record(gate, result)
+    _record(gate, result, samples=result.requests)  # rates from few requests are judged on their interval
     for endpoint, figures in result.endpoints.items():
         for key, value in figures.items():
             gate.record(f"performance.endpoint.{key}", value, endpoint=endpoint)
