@@ -449,12 +449,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"{', protected' if env.protected else ''}) run {run.run_id}",
         f"deploygate config: {run.config_path}; thresholds: {run.policy.path}",
     ]
-    if env.base_url:
-        lines.append(f"deploygate target: api {env.base_url}"
-                     + (f", frontend {env.frontend_url}" if env.frontend_url else ""))
-    if run.demo_note:
-        lines.append(f"deploygate: {run.demo_note}")
-    return lines
+    return lines + _target_lines(run)
 
 
 # --------------------------------------------------------------------------------------------------
