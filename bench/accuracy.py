@@ -97,7 +97,7 @@ def cpu_burner(enabled: bool, limit_s: int = 7200):  # type: ignore[no-untyped-d
         yield
     finally:
         for proc in procs:
-            proc.kill()
+            proc.terminate()  # timeout passes SIGTERM on to its yes (SIGKILL would leave yes running)
             proc.wait()
 
 
