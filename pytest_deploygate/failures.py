@@ -40,9 +40,13 @@ class WriteRefused(CheckFailure):
     """A write was about to reach a protected environment without --allow-writes."""
 
 
+#: the methods that only read: allowed on a protected environment, and the only ones ever sent twice
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def read_only_reason(env_name: str) -> str:
     """Why a write to a protected environment is refused: the one wording for HTTP, AWS and Locust."""
     return f"environment {env_name} is protected (read-only); pass --allow-writes to let the gate write to it"
 
 
-__all__ = ["CheckFailure", "RequestFailed", "Unverified", "WriteRefused", "read_only_reason"]
+__all__ = ["READ_METHODS", "CheckFailure", "RequestFailed", "Unverified", "WriteRefused", "read_only_reason"]

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from .config import Environment
+from .failures import READ_METHODS
 from .redaction import redact
 from .run import GateRun
-from .transport import READ_METHODS, WriteGuard
+from .transport import WriteGuard
 
 __all__ = ["ProcessGuard", "destination", "install_process_guard", "remove_process_guard"]
 

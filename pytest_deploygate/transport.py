@@ -23,10 +23,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from .failures import WriteRefused
+from .failures import READ_METHODS, WriteRefused, read_only_reason
 
-#: methods that never change anything: allowed on a protected environment and retried when dropped
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CHUNK_BYTES = 64 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -112,8 +110,7 @@ class WriteGuard:
         name = self.owner(url)
         if name is not None:
             prefix = f"{check}: " if check else ""
-            raise WriteRefused(redact(f"{prefix}refused {verb} {url}: environment {name} is protected "
-                                      "(read-only); pass --allow-writes to let the gate write to it"))
+            raise WriteRefused(redact(f"{prefix}refused {verb} {url}: {read_only_reason(name)}"))
 
 
 # --------------------------------------------------------------------------------------------------

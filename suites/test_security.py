@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from pytest_deploygate import current_environment
-from pytest_deploygate.failures import CheckFailure, RequestFailed
+from pytest_deploygate.failures import READ_METHODS, CheckFailure, RequestFailed
 from pytest_deploygate.frontend import asset_refs, config_js_url, page_url
 from pytest_deploygate.security.allowlist import decide, screen
 from pytest_deploygate.security.posture import (
@@ -219,7 +219,7 @@ def test_protected_endpoint_accepts_the_credential(deploy_env, http_client, gate
         pytest.skip(f"environment {deploy_env.name} configures no auth: the protected endpoint cannot be "
                     f"called with a real credential (set [environments.{deploy_env.name}.auth] value = "
                     '"${VAR}")')
-    if method not in ("GET", "HEAD", "OPTIONS"):
+    if method not in READ_METHODS:
         pytest.skip(f"{method} {path} changes data: the gate does not call it with a real credential")
     client = http_client()
     endpoint = f"{method} {path}"

@@ -413,8 +413,12 @@ def test_distributed_workers_get_the_rule_from_the_master(gate_project: Gate) ->
 
 
 def test_the_gate_and_the_guard_in_locust_agree_on_their_variables() -> None:
+    from pytest_deploygate.failures import READ_METHODS
     from pytest_deploygate.load import GATE_VAR, GUARD, READ_ONLY_VAR
 
     source = GUARD.read_text()  # read, never imported here: it patches Locust's clients where it loads
     assert f'READ_ONLY_VAR = "{READ_ONLY_VAR}"' in source and f'GATE_VAR = "{GATE_VAR}"' in source
+    # Locust loads a copy of the guard without the package: its own list of reads must be the gate's
+    reads = ", ".join(f'"{m}"' for m in ("GET", "HEAD", "OPTIONS"))
+    assert READ_METHODS == {"GET", "HEAD", "OPTIONS"} and f"READ_METHODS = frozenset({{{reads}}})" in source
     assert "pytest_deploygate.locust_guard" not in sys.modules

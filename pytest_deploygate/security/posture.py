@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from urllib.parse import urlsplit
 
-from ..failures import RequestFailed
+from ..failures import READ_METHODS, RequestFailed
 
 if TYPE_CHECKING:
     import requests
@@ -227,8 +227,7 @@ class Recorder(Protocol):
     def could_not_check(self, category: str, check: str, why: str, **labels: object) -> NoReturn: ...
 
 
-#: reads a posture check may ask twice: a one-off 5xx says nothing about headers or CORS
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# only reads (READ_METHODS) are asked twice: a one-off 5xx says nothing about headers or CORS
 RETRY_PAUSE_S = 0.2
 
 
@@ -236,7 +235,7 @@ def settle(send: Callable[[], requests.Response], method: str) -> requests.Respo
     """``send()``; a read answered with a 5xx is asked once more, so that one random server error does
     not turn a posture check into *could not check* (a persistent one still does)."""
     response = send()
-    if response.status_code >= 500 and method.upper() in SAFE_METHODS:
+    if response.status_code >= 500 and method.upper() in READ_METHODS:
         time.sleep(RETRY_PAUSE_S)
         response = send()
     return response
@@ -262,7 +261,7 @@ def fetch(gate: Recorder, category: str, check: str, client: Any, method: str, u
     except RequestFailed as exc:
         gate.could_not_check(category, check, failure_reason(exc, client), **dict(labels or {}))
     if response.status_code >= 500 and not error_expected:
-        again = " (asked twice)" if method.upper() in SAFE_METHODS else ""
+        again = " (asked twice)" if method.upper() in READ_METHODS else ""
         gate.could_not_check(category, check, f"{method} {response.url} answered {response.status_code}{again}",
                              **dict(labels or {}))
     return response
