@@ -31,7 +31,7 @@ class EnvironmentAWS:
 
     def __init__(self, env: Environment, allow_writes: bool = False) -> None:
         self.env = env
-        self.read_only = env.protected and not allow_writes
+        self.read_only = env.read_only(allow_writes)
         self._session: boto3.Session | None = None
         self._clients: dict[str, Any] = {}
 

@@ -143,17 +143,17 @@ def cleanup(args: argparse.Namespace) -> int:
         env = _environment(args)
     except ConfigError as exc:
         return _fail(str(exc))
-    if env.protected and not args.allow_writes and not args.dry_run:
+    if env.read_only(args.allow_writes) and not args.dry_run:
         return _fail(f"environment {env.name} is protected: pass --allow-writes to delete its leftovers "
                      "(or --dry-run to list them)")
     if not env.crud.collections:
         print(f"{env.name}: no crud collections declared; nothing to clean up")
         return EXIT_OK
-    aws = EnvironmentAWS(env, allow_writes=args.allow_writes or not env.protected)
+    aws = EnvironmentAWS(env, allow_writes=not env.read_only(args.allow_writes))
     total_found = total_removed = 0
     failures: list[str] = []
     for spec in env.crud.collections:
-        http = client_for(env, allow_writes=args.allow_writes or not env.protected)
+        http = client_for(env, allow_writes=not env.read_only(args.allow_writes))
         coll = Collection(http, env, spec, run_id="cleanup")
         store = Datastore(aws, spec) if spec.table else None
         try:

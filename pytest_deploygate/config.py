@@ -135,6 +135,15 @@ class Environment:
     #: what a launched deployment tells about itself: source_dir, requirements, osv_url
     deployed: Mapping[str, str] = field(default_factory=dict)
 
+    def read_only(self, allow_writes: bool) -> bool:
+        """The production-safety rule, defined once: a protected environment is read-only unless the run
+        passes ``--allow-writes`` (no write through HTTP, AWS, Locust or a cleanup reaches it)."""
+        return self.protected and not allow_writes
+
+    def load_refused(self, allow_load: bool) -> bool:
+        """A protected environment gets a light sequential probe instead of load unless ``--allow-load``."""
+        return self.protected and not allow_load
+
     @property
     def frontend_origin(self) -> str:
         parts = urlsplit(self.frontend_url)

@@ -194,7 +194,7 @@ def client_for(env: Environment, base_url: str | None = None, *, secrets: Iterab
     ``env`` is protected and ``allow_writes`` is not given, and towards every protected destination
     ``guard`` knows (by default: ``env``'s own URLs)."""
     auth = (env.auth.header, env.auth.value) if env.auth and env.auth.value else None
-    read_only = env.name if env.protected and not allow_writes else None
+    read_only = env.name if env.read_only(allow_writes) else None
     return GateHTTP(base_url if base_url is not None else env.base_url, env.http,
                     auth_header=auth, secrets=secrets, check=check, read_only=read_only,
                     guard=guard if guard is not None else protected_guard([env], allow_writes),

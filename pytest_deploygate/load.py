@@ -310,7 +310,7 @@ class LocustRun:
         self.workdir = workdir
         self.auth_value = auth_value
         #: why non-read requests are refused inside Locust, or None when the environment is writable
-        self.read_only = read_only_reason(env.name) if env.protected and not allow_writes else None
+        self.read_only = read_only_reason(env.name) if env.read_only(allow_writes) else None
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.prefix = workdir / f"locust-{env.name}"
