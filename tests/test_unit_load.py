@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +18,11 @@ from pytest_deploygate.config import AuthSpec, AwsSpec, Environment, HttpSpec
 from pytest_deploygate.failures import read_only_reason
 from pytest_deploygate.load import (
     AUTH_VAR,
+    HistoryFollower,
     LocustRun,
     Progress,
+    _ExitWaiter,
     _read_failures,
-    _read_history,
     certain_breach,
     percentile,
     probe_summary,
@@ -184,12 +188,71 @@ HISTORY = """Timestamp,User Count,Type,Name,Requests/s,Total Request Count,Total
 
 def test_the_newest_aggregated_row_of_the_history(tmp_path: Path) -> None:
     path = tmp_path / "locust_stats_history.csv"
-    assert _read_history(path) is None  # not written yet
+    follower = HistoryFollower(path)
+    assert follower.poll() is None  # not written yet
     path.write_text("Timestamp,Name\n1,/items\n")
-    assert _read_history(path) is None  # no aggregated row yet
-    path.write_text(HISTORY)
-    row = _read_history(path)
+    assert follower.poll() is None  # no aggregated row yet
+    path.write_text(HISTORY)  # the same file, grown (its first lines are the ones already read)
+    follower = HistoryFollower(path)
+    row = follower.poll()
     assert row is not None and row["Total Request Count"] == "42" and row["95%"] == "140"
+    assert follower.poll() is None  # nothing new since
+
+
+def test_the_history_is_read_incrementally_and_only_in_whole_lines(tmp_path: Path) -> None:
+    """Each poll reads only the bytes appended since the last one, and leaves a half-written line for later."""
+    path = tmp_path / "locust_stats_history.csv"
+    lines = HISTORY.splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1])
+    follower = HistoryFollower(path)
+    first = follower.poll()
+    assert first is not None and first["Total Request Count"] == "10"
+    assert follower.offset == len((lines[0] + lines[1]).encode())
+    with path.open("a") as f:
+        f.write(lines[2] + lines[3][:12])  # an endpoint row, and the start of the next aggregated row
+    assert follower.poll() is None  # no complete aggregated line: the partial one waits
+    assert follower.offset == len("".join(lines[:3]).encode())
+    with path.open("a") as f:
+        f.write(lines[3][12:])
+    row = follower.poll()
+    assert row is not None and row["Total Request Count"] == "42"
+    assert follower.offset == path.stat().st_size
+    # a long run: each poll costs the new lines only, whatever the file's length
+    with path.open("a") as f:
+        f.writelines(f"{i},10,,Aggregated,5.0,{i},0,150\n" for i in range(4, 5000))
+    mark = follower.offset
+    assert follower.poll()["Total Request Count"] == "4999"  # type: ignore[index]
+    with path.open("a") as f:
+        f.write("5000,10,,Aggregated,5.0,5000,0,150\n")
+    assert follower.poll()["Total Request Count"] == "5000"  # type: ignore[index]
+    assert follower.offset - mark > 0 and follower.offset == path.stat().st_size
+
+
+def test_a_replaced_history_is_read_from_its_start(tmp_path: Path) -> None:
+    path = tmp_path / "locust_stats_history.csv"
+    path.write_text(HISTORY)
+    follower = HistoryFollower(path)
+    assert follower.poll() is not None
+    path.write_text("Timestamp,User Count,Name,Total Request Count\n1,2,Aggregated,7\n")  # shorter: a new file
+    row = follower.poll()
+    assert row is not None and row["Total Request Count"] == "7" and row["User Count"] == "2"
+
+
+def test_the_exit_waiter_sleeps_until_the_process_exits() -> None:
+    """The runner sleeps in the kernel between polls and wakes the moment Locust exits, not at its timeout."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    waiter = _ExitWaiter(proc)
+    try:
+        assert waiter(0.01) is False  # still running
+        started = time.monotonic()
+        assert waiter(30.0) is True
+        assert time.monotonic() - started < 15  # woken by the exit (generous: a busy machine)
+        assert proc.returncode == 0 and waiter(5.0) is True
+    finally:
+        waiter.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_the_failures_the_guard_leaves(tmp_path: Path) -> None:
@@ -239,7 +302,7 @@ def test_the_locustfile_carries_the_tasks_and_never_the_token() -> None:
         {"name": "list", "method": "GET", "path": "/items", "weight": 3, "status": [200], "body": None},
         {"name": "create", "method": "POST", "path": "/items", "weight": 1, "status": [201], "body": {"title": "x"}},
     ]
-    assert spec["wait_s"] == [0.5, 1.5] and spec["timeout"] == [2.0, 7.0] and spec["client"] == "http"
+    assert spec["wait_s"] == [0.5, 1.5] and spec["timeout"] == [2.0, 7.0] and spec["client"] == "fast"
     assert spec["auth_header"] == "Authorization" and spec["verify"] is True
 
 
