@@ -12,9 +12,10 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ class _Proc:
 
 
 def _spawn(module: str, args: list[str], name: str, workdir: Path,
-           env: Mapping[str, str] | None = None) -> _Proc:
+           env: Mapping[str, str] | None = None, stdin: bool = False) -> _Proc:
     ready = workdir / f"{name}.ready.json"
     ready.unlink(missing_ok=True)
     log = workdir / f"{name}.log"
@@ -84,7 +85,8 @@ def _spawn(module: str, args: list[str], name: str, workdir: Path,
         popen = subprocess.Popen(
             [sys.executable, "-m", module, "--ready-file", str(ready), "--parent-pid", str(os.getpid()),
              *args],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env,
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            env=child_env,
             cwd=str(workdir),
         )
     return _Proc(name, popen, ready, log)
@@ -191,6 +193,156 @@ APP_JS = """document.addEventListener('DOMContentLoaded', async () => {
 STYLES_CSS = "body { font-family: sans-serif; margin: 2rem; }\n"
 
 
+class AwsClients:
+    """Clients of one boto3 session for every environment's emulated account.
+
+    A boto3 session is not thread-safe, its clients are: clients are created under a lock and cached
+    per (service, endpoint), then used freely from the provisioning threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    def client(self, service: str, endpoint_url: str) -> Any:
+        with self._lock:
+            client = self._clients.get((service, endpoint_url))
+            if client is None:
+                if self._session is None:
+                    import boto3
+
+                    self._session = boto3.session.Session(
+                        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+                client = self._clients[(service, endpoint_url)] = self._session.client(
+                    service, endpoint_url=endpoint_url)
+            return client
+
+
+@dataclass(eq=False)
+class EnvironmentSetup:
+    """One environment while it is being deployed: what provisioning reads, and what it adds.
+
+    ``api_env`` is the environment of the environment's API process (provisioning may add to it);
+    ``outputs`` are merged into the environment's entry of the state file; ``peers`` holds every
+    environment by name (read their ``outputs`` only in ``wire_environment``, after all are provisioned).
+    """
+
+    name: str
+    stage: str
+    index: int
+    faults: frozenset[str]
+    account_id: str
+    endpoint_url: str
+    clients: AwsClients
+    api_env: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    peers: Mapping[str, EnvironmentSetup] = field(default_factory=dict)
+    api_url: str = ""
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of ``service`` in this environment's account (shared, thread-safe)."""
+        return self.clients.client(service, self.endpoint_url)
+
+    def next_peer(self) -> EnvironmentSetup | None:
+        """The next environment in order (a miswired deploy's target), or None if there is only this one."""
+        names = list(self.peers)
+        if len(names) < 2:
+            return None
+        return self.peers[names[(names.index(self.name) + 1) % len(names)]]
+
+
+def _api_environment(env: EnvironmentSetup) -> dict[str, str]:
+    """The API process's configuration, as a deploy sets a Lambda's environment variables."""
+    return {
+        "STAGE": env.stage, "SERVICE": SERVICE, "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": env.endpoint_url,
+        "ALLOWED_ORIGIN": "*" if env.stage == "dev" or "cors-wildcard" in env.faults else env.endpoint_url,
+        "DEPLOYGATE_FAULTS": ",".join(sorted(env.faults)),
+        "ADMIN_TOKEN": secrets.token_urlsafe(18),
+        **{_var(c): table_for(env.stage, c) for c in COLLECTIONS},
+    }
+
+
+def provision_environment(env: EnvironmentSetup) -> None:
+    """The AWS resources of one environment, as its deploy creates them (run in parallel, a thread each)."""
+    _provision_tables(env)
+    _provision_bucket(env)
+
+
+def _provision_tables(env: EnvironmentSetup) -> None:
+    ddb = env.client("dynamodb")
+    for c in COLLECTIONS:
+        table = table_for(env.stage, c)
+        ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+        ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+
+
+def _provision_bucket(env: EnvironmentSetup) -> None:
+    s3 = env.client("s3")
+    bucket = bucket_for(env.stage)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "PublicRead", "Effect": "Allow", "Principal": "*",
+                       "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}],
+    }))
+
+
+def wire_environment(env: EnvironmentSetup) -> None:
+    """Settings that name another environment (after every environment is provisioned, in order)."""
+    peer = env.next_peer()
+    if "leak" in env.faults and peer is not None:
+        # the deploy wired this environment's stories table to the next environment's
+        env.api_env[_var("stories")] = table_for(peer.stage, "stories")
+        env.api_env[_var("stories") + "_ENDPOINT"] = peer.endpoint_url
+
+
+def publish_frontend(env: EnvironmentSetup) -> None:
+    """The frontend's objects in the environment's bucket (once every API has its address)."""
+    # wrong-config: the generated config.js points at the next environment's API and tables.
+    source = env.next_peer() if "wrong-config" in env.faults else None
+    source = source or env
+    config_js = _config_js(env.name, env.stage, source.api_url, source.stage,
+                           leak_secret="secret-in-config" in env.faults)
+    files = {
+        "index.html": (_index_html(env.name, env.stage, env.faults), "text/html"),
+        "config.js": (config_js, "application/javascript"),
+        "app.js": (APP_JS, "application/javascript"),
+        "styles.css": (STYLES_CSS, "text/css"),
+    }
+    s3 = env.client("s3")
+    for key, (body, ctype) in files.items():
+        s3.put_object(Bucket=bucket_for(env.stage), Key=key, Body=body.encode(), ContentType=ctype)
+
+
+def _each(work: Callable[[Any], None], items: Iterable[Any]) -> None:
+    """``work(item)`` for every item, a thread each; the first error is raised once all are done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = list(items)
+    if len(todo) <= 1:
+        for item in todo:
+            work(item)
+        return
+    with ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="demo-deploy") as pool:
+        for future in [pool.submit(work, item) for item in todo]:
+            future.result()
+
+
+def _configure(proc: _Proc, environ: Mapping[str, str]) -> None:
+    """Hand an API process its environment (one JSON line on its stdin), as a deploy configures a Lambda."""
+    stdin = proc.popen.stdin
+    assert stdin is not None
+    try:
+        stdin.write(json.dumps(dict(environ)).encode() + b"\n")
+        stdin.close()
+    except BrokenPipeError:
+        pass  # it died: _wait_ready reports its exit and log
+
+
 class Demo:
     """A running reference deployment (started here, or found through its state file)."""
 
@@ -216,7 +368,13 @@ class Demo:
     @classmethod
     def start(cls, stages: Mapping[str, str], faults: Mapping[str, frozenset[str]],
               workdir: Path) -> Demo:
-        """Start every environment of ``stages`` (env name -> stage) and provision it."""
+        """Start every environment of ``stages`` (env name -> stage) and provision it.
+
+        Every server process starts at once (the APIs import their libraries, then wait for their
+        configuration on stdin); the environments are provisioned in parallel, one thread each, with
+        clients of one boto3 session; then the APIs get their configuration, the frontends are
+        published, and each API's health path and first TTL sweep run before the addresses are handed out.
+        """
         workdir.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         names = list(stages)
@@ -226,49 +384,44 @@ class Demo:
             aws = [_spawn("pytest_deploygate.demo.awsserver", ["--account", accounts[n]], f"{n}-aws",
                           workdir) for n in names]
             osv = _spawn("pytest_deploygate.demo.osv", [], "osv", workdir)
-            procs += [*aws, osv]
+            apis = [_spawn("pytest_deploygate.demo.apigw", ["--config-stdin"], f"{n}-api", workdir, stdin=True)
+                    for n in names]
+            procs += [*aws, osv, *apis]
+            clients = AwsClients()
             aws_ready = _wait_ready([*aws, osv], deadline)
-            tokens = {n: secrets.token_urlsafe(18) for n in names}
-            apis = []
-            for i, n in enumerate(names):
-                stage = stages[n]
-                env_faults = faults.get(n, frozenset())
-                origin = aws_ready[f"{n}-aws"]["url"]
-                env = {
-                    "STAGE": stage, "SERVICE": SERVICE, "AWS_REGION": "us-east-1",
-                    "AWS_ENDPOINT_URL": aws_ready[f"{n}-aws"]["url"],
-                    "ALLOWED_ORIGIN": "*" if stage == "dev" or "cors-wildcard" in env_faults else origin,
-                    "DEPLOYGATE_FAULTS": ",".join(sorted(env_faults)),
-                    "ADMIN_TOKEN": tokens[n],
-                    **{_var(c): table_for(stage, c) for c in COLLECTIONS},
-                }
-                if "leak" in env_faults and len(names) > 1:
-                    # the deploy wired this environment's stories table to the next environment's
-                    target = names[(i + 1) % len(names)]
-                    env[_var("stories")] = table_for(stages[target], "stories")
-                    env[_var("stories") + "_ENDPOINT"] = aws_ready[f"{target}-aws"]["url"]
-                apis.append(_spawn("pytest_deploygate.demo.apigw", [], f"{n}-api", workdir, env))
-            procs += apis
+            setups = {n: EnvironmentSetup(
+                name=n, stage=stages[n], index=i, faults=faults.get(n, frozenset()), account_id=accounts[n],
+                endpoint_url=aws_ready[f"{n}-aws"]["url"], clients=clients,
+            ) for i, n in enumerate(names)}
+            for setup in setups.values():
+                setup.peers = setups
+                setup.api_env.update(_api_environment(setup))
+            _each(provision_environment, setups.values())
+            for setup in setups.values():
+                wire_environment(setup)
+            for proc, setup in zip(apis, setups.values(), strict=True):
+                _configure(proc, setup.api_env)
             api_ready = _wait_ready(apis, deadline)
             state: dict[str, Any] = {
                 "version": 1, "owner_pid": os.getpid(), "workdir": str(workdir), "osv_pid": aws_ready["osv"]["pid"],
                 "faults": format_faults(dict(faults)), "started_at": time.time(), "environments": {},
             }
-            for n in names:
-                endpoint = aws_ready[f"{n}-aws"]["url"]
-                source_dir, requirements = _deploy_artifacts(workdir / n, faults.get(n, frozenset()))
+            for n, setup in setups.items():
+                source_dir, requirements = _deploy_artifacts(workdir / n, setup.faults)
                 state["environments"][n] = {
-                    "stage": stages[n], "api_url": api_ready[f"{n}-api"]["url"],
-                    "frontend_url": f"{endpoint}/{bucket_for(stages[n])}/index.html",
-                    "endpoint_url": endpoint, "account_id": accounts[n],
+                    "stage": setup.stage, "api_url": api_ready[f"{n}-api"]["url"],
+                    "frontend_url": f"{setup.endpoint_url}/{bucket_for(setup.stage)}/index.html",
+                    "endpoint_url": setup.endpoint_url, "account_id": setup.account_id,
                     "api_pid": api_ready[f"{n}-api"]["pid"], "aws_pid": aws_ready[f"{n}-aws"]["pid"],
-                    "faults": sorted(faults.get(n, ())),
+                    "faults": sorted(setup.faults),
                     "source_dir": str(source_dir), "requirements": str(requirements),
-                    "osv_url": aws_ready["osv"]["url"], "token": tokens[n],
+                    "osv_url": aws_ready["osv"]["url"], "token": setup.api_env["ADMIN_TOKEN"],
+                    **setup.outputs,
                 }
+                setup.api_url = state["environments"][n]["api_url"]
+            _each(publish_frontend, setups.values())
             demo = cls(state, workdir / STATE_FILE, owned=True)
             demo._procs = procs
-            demo.provision(stages, faults)
             demo.warm()
             demo.write_state()
             return demo
@@ -277,58 +430,18 @@ class Demo:
                 _terminate(p.popen.pid, p.popen)
             raise
 
-    def provision(self, stages: Mapping[str, str], faults: Mapping[str, frozenset[str]]) -> None:
-        """Create each environment's tables (TTL on) and frontend bucket, as its deploy would."""
-        import boto3
-
-        names = list(stages)
-        for i, name in enumerate(names):
-            info = self.environments[name]
-            stage = stages[name]
-            env_faults = faults.get(name, frozenset())
-            session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                            region_name="us-east-1")
-            ddb = session.client("dynamodb", endpoint_url=info["endpoint_url"])
-            for c in COLLECTIONS:
-                table = table_for(stage, c)
-                ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                                 KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
-                ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={
-                    "Enabled": True, "AttributeName": "ttl"})
-            s3 = session.client("s3", endpoint_url=info["endpoint_url"])
-            bucket = bucket_for(stage)
-            s3.create_bucket(Bucket=bucket)
-            s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Sid": "PublicRead", "Effect": "Allow", "Principal": "*",
-                               "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}],
-            }))
-            # wrong-config: the generated config.js points at the next environment's API and tables.
-            source = name
-            if "wrong-config" in env_faults and len(names) > 1:
-                source = names[(i + 1) % len(names)]
-            config_js = _config_js(name, stage, self.environments[source]["api_url"], stages[source],
-                                   leak_secret="secret-in-config" in env_faults)
-            files = {
-                "index.html": (_index_html(name, stage, env_faults), "text/html"),
-                "config.js": (config_js, "application/javascript"),
-                "app.js": (APP_JS, "application/javascript"),
-                "styles.css": (STYLES_CSS, "text/css"),
-            }
-            for key, (body, ctype) in files.items():
-                s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType=ctype)
-
     def warm(self) -> None:
         """Each API's health path and first TTL sweep, run now rather than on the gate's first checks."""
         import urllib.request
 
-        for info in self.environments.values():
+        def warm_one(info: dict[str, Any]) -> None:
             try:
                 with urllib.request.urlopen(info["api_url"] + "/_demo/warm", timeout=30) as answer:
                     answer.read()
             except OSError:
                 pass  # a fault (health-down, slow) may refuse it: the checks will say what is wrong
+
+        _each(warm_one, self.environments.values())
 
     def write_state(self) -> None:
         tmp = self.state_path.with_suffix(".tmp")
