@@ -7,15 +7,21 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+#: the ``deploygate`` command of this interpreter's environment
+DEPLOYGATE = str(Path(sys.executable).with_name("deploygate"))
+#: what the gate says when it refuses a write to production
+REFUSAL = "environment prod is protected (read-only); pass --allow-writes to let the gate write to it"
 
 
 def demo_processes(marker: str) -> list[str]:
@@ -134,3 +140,78 @@ class Gate:
 
     def leftovers(self) -> list[str]:
         return demo_processes(str(self.tmp))
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """``handler`` on a free loopback port, in a daemon thread: the server and its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def stale_report(gate_project: Gate) -> Path:
+    """An earlier run's PASS report where this run writes its own."""
+    path = gate_project.path / ".deploygate" / "report.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"run_id": "dg-earlier-run", "verdict": "PASS", "exit_status": 0}))
+    return path
+
+
+class RunningDemo:
+    """``deploygate demo up`` in the project directory, so tests can look inside its tables."""
+
+    def __init__(self, gate: Gate, faults: list[str], extra_env: dict[str, str] | None = None) -> None:
+        self.gate = gate
+        env = dict(os.environ, **(extra_env or {}))
+        env.pop("DEPLOYGATE_DEMO_FAULTS", None)
+        args = [DEPLOYGATE, "demo", "up"] + [a for f in faults for a in ("--fault", f)]
+        self.proc = subprocess.Popen(args, cwd=gate.path, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        state = gate.path / ".deploygate" / "demo" / "demo.json"
+        wait_for(state.exists, what="demo up")
+        self.state = json.loads(state.read_text())
+
+    def dynamodb(self, env: str) -> Any:
+        import boto3
+
+        info = self.state["environments"][env]
+        return boto3.client("dynamodb", endpoint_url=info["endpoint_url"], region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def items(self, env: str) -> dict[str, list[dict[str, Any]]]:
+        stage = self.state["environments"][env]["stage"]
+        ddb = self.dynamodb(env)
+        return {c: ddb.scan(TableName=f"aipm-backend-{stage}-{c}")["Items"] for c in ("stories", "acceptance-tests")}
+
+    def gate_records(self) -> dict[str, int]:
+        """Items carrying a gate run marker, per environment, over all tables."""
+        return {env: sum(1 for items in self.items(env).values() for i in items if "deploygateRun" in i)
+                for env in self.state["environments"]}
+
+    def api(self, env: str) -> str:
+        return str(self.state["environments"][env]["api_url"])
+
+    def stop(self) -> None:
+        subprocess.run([DEPLOYGATE, "demo", "down"], cwd=self.gate.path, timeout=60, check=False,
+                       capture_output=True)
+        self.proc.wait(timeout=30)
+
+
+def _s3(demo: RunningDemo, env: str) -> Any:
+    import boto3
+
+    info = demo.state["environments"][env]
+    return boto3.client("s3", endpoint_url=info["endpoint_url"], region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def prod_state(demo: RunningDemo) -> dict[str, Any]:
+    """What a write could change in prod: its tables, its bucket, the API's write counter."""
+    import requests
+
+    bucket = "aipm-prod-frontend-hosting"
+    return {"items": demo.items("prod"),
+            "objects": sorted((o["Key"], o["ETag"]) for o in _s3(demo, "prod").list_objects_v2(Bucket=bucket).get(
+                "Contents", [])),
+            "api_writes": requests.get(demo.api("prod") + "/_demo/stats", timeout=10).json()["writes"]}

@@ -11,9 +11,8 @@ import boto3
 import pytest
 import requests
 from hostile import HostileServer
-from test_crud_isolation import RunningDemo
 
-from gatehelpers import Gate
+from gatehelpers import Gate, RunningDemo
 
 pytestmark = pytest.mark.e2e
 

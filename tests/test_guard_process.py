@@ -8,10 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from test_crud_isolation import RunningDemo
 from test_guard_http import REFUSED, ProdState
 
-from gatehelpers import Gate
+from gatehelpers import Gate, RunningDemo
 
 pytestmark = pytest.mark.e2e
 

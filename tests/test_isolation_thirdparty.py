@@ -354,3 +354,61 @@ def test_a_list_that_fails_is_could_not_check_for_foreign_records(gate_project: 
     reason = next(r for n, r in res.failed_tests().items() if "test_no_foreign_records" in n)
     assert f"foreign-records: could not check: GET {dev}/posts answered 500" in reason, reason
     assert res.metric("isolation.unverified_count", check="foreign-records", env="dev")["value"] == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# CRUD on a json-server API (its own ids, no marker fields)
+
+
+@pytest.fixture
+def json_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The real json-server (npm) on a free loopback port: an API written by nobody here."""
+    binary = REPO / "tests" / "jsonserver" / "node_modules" / ".bin" / "json-server"
+    assert binary.exists(), "run: npm ci --prefix tests/jsonserver (done by .ci/run)"
+    (tmp_path / "db.json").write_text(json.dumps({"posts": [], "comments": []}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(binary), "--host", "127.0.0.1", "--port", str(port), "db.json"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(url + "/posts", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(up, timeout=30, what="json-server")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_crud_on_a_json_server_api(gate_project: Gate, json_server: str) -> None:
+    (gate_project.path / "deploygate.toml").write_text(f"""
+service = "blog"
+
+[environments.local]
+base_url = "{json_server}"
+smoke = {{ health = [{{ path = "/posts" }}] }}
+
+[[environments.local.crud.collections]]
+path = "/posts"
+create = {{ title = "gate probe {{run_id}}", author = "deploygate" }}
+update = {{ title = "gate probe {{run_id}} v2", author = "deploygate" }}
+expect = {{ create = 201, delete = 200 }}
+
+[[environments.local.crud.collections]]
+name = "comments"
+path = "/comments"
+create = {{ body = "probe", postId = 1 }}
+update = {{ body = "probe, edited", postId = 1 }}
+update_method = "PATCH"
+""")
+    res = gate_project.run("--env", "local", "-m", "gate and crud")
+    assert res.ret == 0, res.output
+    assert res.report is not None and res.report["categories"]["crud"]["tests"]["passed"] == 2
+    assert requests.get(json_server + "/posts", timeout=5).json() == []  # nothing left behind

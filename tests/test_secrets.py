@@ -3,15 +3,15 @@ looked for in everything a real gate run writes (terminal, JSON, Markdown, JUnit
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import warnings
 from pathlib import Path
 
 import pytest
-from test_crud_isolation import RunningDemo
 
-from gatehelpers import Gate
+from gatehelpers import Gate, RunningDemo
 from pytest_deploygate.redaction import PIECE_CHARS, aws_credential_secrets, redact, redact_record, redact_value
 
 TOKEN = "dgplant-7f3a9c1e5b2d4f6a8c0e1d3b5a7f9c1d"
@@ -125,7 +125,8 @@ def test_warnings_are_redacted_before_anything_records_them() -> None:
 
 
 LEAKY_TESTS = f"""
-    import logging
+    import json
+import logging
     import os
     import warnings
 
@@ -242,3 +243,46 @@ def test_planted_secrets_appear_nowhere_whatever_a_test_does(gate_project: Gate)
         assert {p: leaks(text, planted) for p, text in produced.items() if leaks(text, planted)} == {}
     finally:
         demo.stop()
+
+
+def test_a_planted_secret_appears_nowhere(gate_project: Gate, webhook: list[dict[str, object]]) -> None:
+    secret = "dg-canary-token-7f3a9c1e5b"
+    gate_project.monkeypatch.setenv("STAGING_TOKEN", secret)
+    path = gate_project.path / "deploygate.toml"
+    path.write_text(path.read_text().replace(
+        '[environments.staging]\nstage = "staging"',
+        '[environments.staging]\nstage = "staging"\nauth = { value = "Bearer ${STAGING_TOKEN}" }'))
+    gate_project.pytester.makepyfile(test_leaky="""
+        import json
+import logging
+        import pytest
+
+        @pytest.mark.gate
+        def test_leaks_everywhere(api, deploy_env, gate):
+            token = deploy_env.auth.value
+            print("stdout:", token)
+            logging.getLogger("app").warning("log: %s", token)
+            gate.note(f"note: {token}")
+            assert api.get("/health", headers={"X-Debug": token}).status_code == 200
+            assert token == "something else", token
+    """)
+    res = gate_project.run("--env", "staging", "-m", "gate and not performance",
+                           "--alluredir", "allure-results", "--junitxml", "junit.xml", "--gate-markdown", "summary.md",
+                           "-rA", "-o", "log_cli=true")
+    assert res.ret == 1
+    assert webhook, "the failing run notified the webhook"
+    assert secret not in res.stdout + res.stderr
+    assert secret not in json.dumps(webhook)
+    produced = [p for p in gate_project.path.rglob("*") if p.is_file() and p.suffix != ".py"
+                and p.name != "deploygate.toml"]
+    assert any(p.name == "junit.xml" for p in produced)
+    assert any(p.parent.name == "allure-results" for p in produced)
+    assert any(p.name == "report.json" for p in produced)
+    assert "`test_leaky.py::test_leaks_everywhere`" in (gate_project.path / "summary.md").read_text()
+    leaks = [str(p) for p in produced if secret.encode() in p.read_bytes()]
+    assert leaks == []
+    # nor any piece of it a truncation could leave (tests/test_secrets.py tries every pattern)
+    pieces = {secret[i:i + 8] for i in range(len(secret) - 7)}
+    texts = [res.stdout, res.stderr, json.dumps(webhook), *(p.read_text(errors="replace") for p in produced)]
+    assert [piece for piece in pieces if any(piece in t for t in texts)] == []
+    assert "***" in (gate_project.path / "junit.xml").read_text()  # redacted, not dropped
