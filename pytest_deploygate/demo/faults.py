@@ -27,12 +27,25 @@ FAULTS: dict[str, str] = {
     "auth-broken": "the protected /api/admin/export refuses every caller, the admin token too (403)",
     "stack-trace": "500 answers carry a Python traceback",
     "secret-in-config": "config.js carries an AWS-style access key and secret key",
+    # the serverless resources (issue 12; demo/serverless.py)
+    "dlq-not-empty": "one message waits in the dead-letter queue {service}-{stage}-jobs-dlq",
+    "alarm-firing": "the CloudWatch alarm {service}-{stage}-api-errors is in ALARM",
+    "log-level-wrong": "the Lambda function's LOG_LEVEL is DEBUG (INFO on dev, whose level is DEBUG)",
+    "foreign-token-accepted": "the protected /api/me also accepts tokens from dev's user pool "
+                              "(dev: from the next environment's)",
+    "pitr-off": "point-in-time recovery is off on the stories table",
+    "function-missing": "the Lambda function {service}-{stage}-api does not exist",
+    "slow-endpoint": "GET /api/acceptance-tests (that path only) answers 0.8 s later",
 }
 
 #: how long the ``slow`` fault delays every answer (and ``tail-latency`` one in ten)
 SLOW_DELAY_S = 3.5
 TAIL_EVERY = 10
 FLAKY_EVERY = 33
+#: the one path the ``slow-endpoint`` fault delays, and by how much (far above a label threshold of a few
+#: hundred ms, far below the 3 s name-wide default)
+SLOW_ENDPOINT_PATH = "/api/acceptance-tests"
+SLOW_ENDPOINT_DELAY_S = 0.8
 
 
 class FaultError(ValueError):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import serverless
 from .faults import format_faults
 from .service import COLLECTIONS, _var
 
@@ -268,6 +269,7 @@ def provision_environment(env: EnvironmentSetup) -> None:
     """The AWS resources of one environment, as its deploy creates them (run in parallel, a thread each)."""
     _provision_tables(env)
     _provision_bucket(env)
+    serverless.provision(env)  # function, user pool, queues, alarms, parameters, table and bucket options
 
 
 def _provision_tables(env: EnvironmentSetup) -> None:
@@ -276,7 +278,8 @@ def _provision_tables(env: EnvironmentSetup) -> None:
         table = table_for(env.stage, c)
         ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                          KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                         **serverless.TABLE_SSE)
         ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
 
 
@@ -298,6 +301,7 @@ def wire_environment(env: EnvironmentSetup) -> None:
         # the deploy wired this environment's stories table to the next environment's
         env.api_env[_var("stories")] = table_for(peer.stage, "stories")
         env.api_env[_var("stories") + "_ENDPOINT"] = peer.endpoint_url
+    serverless.wire(env)  # foreign-token-accepted: the API trusts a peer's user pool
 
 
 def publish_frontend(env: EnvironmentSetup) -> None:

@@ -7,6 +7,7 @@ Configured like a Lambda, through environment variables: ``STAGE``, ``SERVICE``,
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -16,9 +17,11 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from .faults import FLAKY_EVERY, SLOW_DELAY_S, TAIL_EVERY
+from .faults import FLAKY_EVERY, SLOW_DELAY_S, SLOW_ENDPOINT_DELAY_S, SLOW_ENDPOINT_PATH, TAIL_EVERY
 
 COLLECTIONS = ("stories", "acceptance-tests")
+#: the route that takes a Cognito token from this environment's user pool
+PROTECTED_PATH = "/api/me"
 
 
 def _var(collection: str) -> str:
@@ -101,6 +104,71 @@ class _Table:
         self.client.delete_item(TableName=self.name, Key=self._to(Key))
 
 
+class CognitoAuth:
+    """The protected route's token check, as an API Gateway Cognito authorizer does it: the token's issuer is a
+    trusted pool (``USER_POOL_ID``: this environment's; ``TRUSTED_USER_POOLS``, a JSON list, only when the
+    deploy trusts more), its audience that pool's app client (``aud`` of an ID token, ``client_id`` of an
+    access token), its signature a key of that pool's JWKS, and it has not expired. moto signs every pool's
+    tokens with one key: the issuer and audience are what keep a peer's token out."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        region = env.get("AWS_REGION", "us-east-1")
+        pools: list[dict[str, str]] = []
+        if env.get("USER_POOL_ID"):
+            pool_id = env["USER_POOL_ID"]
+            pools.append({"pool_id": pool_id, "client_id": env.get("USER_POOL_CLIENT_ID", ""),
+                          "jwks_url": f"{env.get('AWS_ENDPOINT_URL', '')}/{pool_id}/.well-known/jwks.json"})
+        pools += json.loads(env.get("TRUSTED_USER_POOLS") or "[]")
+        self.pools = {f"https://cognito-idp.{region}.amazonaws.com/{p['pool_id']}": p for p in pools}
+        self._keys: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def keys(self, issuer: str) -> Any:
+        """The pool's signing keys (fetched once from its JWKS URL)."""
+        with self._lock:
+            if issuer not in self._keys:
+                import requests
+                from joserfc.jwk import KeySet
+
+                answer = requests.get(self.pools[issuer]["jwks_url"], timeout=5)
+                answer.raise_for_status()
+                self._keys[issuer] = KeySet.import_key_set(answer.json())
+            return self._keys[issuer]
+
+    def warm(self) -> None:
+        from joserfc import jwt  # noqa: F401  (imported now, not on the first token)
+
+        for issuer in self.pools:
+            with contextlib.suppress(Exception):  # if it fails, fetched again on the first token
+                self.keys(issuer)
+
+    def check(self, token: str) -> dict[str, Any] | None:
+        """The token's claims if it is valid here, else None (``OSError`` / ``requests`` errors: no keys)."""
+        import base64
+
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+
+        try:
+            payload = token.split(".")[1]
+            claimed = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            return None
+        issuer = claimed.get("iss") if isinstance(claimed, dict) else None
+        pool = self.pools.get(issuer) if isinstance(issuer, str) else None
+        if pool is None or not isinstance(issuer, str):
+            return None
+        keys = self.keys(issuer)
+        try:
+            claims = dict(jwt.decode(token, keys, algorithms=["RS256"]).claims)
+            jwt.JWTClaimsRegistry(iss={"essential": True, "value": issuer}, exp={"essential": True},
+                                  token_use={"essential": True, "values": ["id", "access"]}).validate(claims)
+        except (JoseError, ValueError):
+            return None
+        audience = claims.get("aud") if claims["token_use"] == "id" else claims.get("client_id")
+        return claims if pool["client_id"] and audience == pool["client_id"] else None
+
+
 class Service:
     """The handler plus the state a Lambda container keeps between invocations."""
 
@@ -116,6 +184,7 @@ class Service:
         self.endpoints = {c: env.get(_var(c) + "_ENDPOINT", self.endpoint_url) for c in COLLECTIONS}
         self.region = env.get("AWS_REGION", "us-east-1")
         self.admin_token = env.get("ADMIN_TOKEN", "")
+        self.auth = CognitoAuth(env)
         self._api_calls = itertools.count()
         self._all_calls = itertools.count()
         self._clients: dict[str | None, Any] = {}
@@ -146,6 +215,7 @@ class Service:
                 self.table(collection).client.list_tables(Limit=1)
             except Exception:
                 pass
+        self.auth.warm()
 
     def warm(self) -> dict[str, Any]:
         """Once provisioned (``GET /_demo/warm``, called by the launcher before it hands out addresses): the
@@ -202,6 +272,8 @@ class Service:
             time.sleep(SLOW_DELAY_S)
         elif "tail-latency" in self.faults and next(self._all_calls) % TAIL_EVERY == TAIL_EVERY - 1:
             time.sleep(SLOW_DELAY_S)
+        if "slow-endpoint" in self.faults and path == SLOW_ENDPOINT_PATH:
+            time.sleep(SLOW_ENDPOINT_DELAY_S)
         try:
             status, body = self.route(method, path, event)
         except Exception:  # a Lambda answers 500 rather than dying
@@ -248,6 +320,8 @@ class Service:
                          "collections": list(COLLECTIONS)}
         if path == "/api/admin/export" and method == "GET":
             return self.admin_export(event)
+        if path == PROTECTED_PATH and method == "GET":
+            return self.me(event)
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2 and parts[0] == "api" and parts[1] in COLLECTIONS and len(parts) <= 3:
             if "errors" in self.faults and next(self._api_calls) % 2 == 0:
@@ -283,6 +357,24 @@ class Service:
                 return 403, {"message": "forbidden"}
         counts = {c: self.table(c).scan(Select="COUNT").get("Count", 0) for c in COLLECTIONS}
         return 200, {"stage": self.stage, "exported": counts}
+
+    def me(self, event: dict[str, Any]) -> tuple[int, Any]:
+        """Who the caller is, from a Cognito token of this environment's user pool."""
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return 401, {"message": "authentication required"}
+        if not self.auth.pools:
+            return 503, {"message": "no user pool configured"}
+        try:
+            claims = self.auth.check(token.strip())
+        except Exception:  # the pool's keys could not be fetched: the token could not be checked
+            return 503, {"message": "token keys unavailable"}
+        if claims is None:
+            return 401, {"message": "invalid token"}
+        return 200, {"stage": self.stage, "username": claims.get("cognito:username") or claims.get("username"),
+                     "sub": claims.get("sub"), "token_use": claims.get("token_use"),
+                     "pool": str(claims.get("iss", "")).rsplit("/", 1)[-1]}
 
     def collection(self, method: str, collection: str, item_id: str | None,
                    raw_body: str | None, query: dict[str, str] | None = None) -> tuple[int, Any]:
