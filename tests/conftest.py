@@ -42,7 +42,7 @@ def _no_outer_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def running_demo(gate_project: Gate, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def running_demo(gate_project: Gate, request: pytest.FixtureRequest) -> Iterator[RunningDemo]:
     marker = request.node.get_closest_marker("demo_faults")
     demo = RunningDemo(gate_project, list(marker.args) if marker else [],
                        {"DEMO_TTL_SWEEP_S": "0.3"})

@@ -45,7 +45,7 @@ def running_processes(module: str, marker: str) -> list[str]:
     return found
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+def wait_for(predicate: Callable[..., Any], timeout: float = 60.0, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something true (and return that), or fail naming ``what``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

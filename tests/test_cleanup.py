@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -55,7 +56,7 @@ def test_killed_run_leftovers_are_removed_by_cleanup(gate_project: Gate, running
 
 def _leftover(api: str, run_id: str = "dg-20260101T000000-c0ffee") -> str:
     """A record a crashed run left in the reference deployment's stories (created through its API)."""
-    body = {"title": f"deploygate probe {run_id}", "deploygateRun": run_id, "deploygateEnv": "staging",
+    body: dict[str, Any] = {"title": f"deploygate probe {run_id}", "deploygateRun": run_id, "deploygateEnv": "staging",
             "deploygateCreatedAt": int(time.time()) - 3600}
     created = wait_for(lambda: (r := requests.post(api + "/api/stories", json=body, timeout=30)).status_code == 201
                        and r, timeout=30, what="a leftover record")

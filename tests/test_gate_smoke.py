@@ -173,7 +173,7 @@ def test_warn_passes_unless_fail_on_warn(gate_project: Gate) -> None:
     # the WARN case in JUnit is not a plain green case: it carries its verdict and its figure
     root = ET.parse(gate_project.path / "junit.xml").getroot()
     case = next(c for c in root.iter("testcase") if "smoke.health.latency_ms" in (c.get("name") or ""))
-    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    props = {p.get("name"): p.get("value", "") for p in case.iter("property")}
     assert props["verdict"] == "WARN" and float(props["value"]) > 0 and props["samples"] == "3"
     assert props["judged"].startswith("WARN: smoke.health.latency_ms{path=/health} = ")
     strict = gate_project.run("--env", "staging", "-m", "gate", "--fail-on-warn")

@@ -223,8 +223,14 @@ def test_sigint_during_collection_writes_an_interrupted_report_of_this_run(gate_
     """)
     proc = gate_project.start("--env", "staging", "--no-builtin-suites", "test_slow_import.py")
     run_ids: list[str] = []
-    out = _interrupt_when(gate_project, proc, lambda: (gate_project.path / "collecting").exists()
-                          and run_ids.append(_running_id(gate_project)) is None, "collection to start")
+
+    def collecting() -> bool:
+        if (gate_project.path / "collecting").exists():
+            run_ids.append(_running_id(gate_project))
+            return True
+        return False
+
+    out = _interrupt_when(gate_project, proc, collecting, "collection to start")
     assert proc.returncode == 2, out
     report = json.loads(stale.read_text())
     assert report["verdict"] == "INTERRUPTED" and report["exit_status"] == 2

@@ -361,7 +361,7 @@ def test_a_list_that_fails_is_could_not_check_for_foreign_records(gate_project: 
 
 
 @pytest.fixture
-def json_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+def json_server(tmp_path: Path) -> Iterator[str]:
     """The real json-server (npm) on a free loopback port: an API written by nobody here."""
     binary = REPO / "tests" / "jsonserver" / "node_modules" / ".bin" / "json-server"
     assert binary.exists(), "run: npm ci --prefix tests/jsonserver (done by .ci/run)"

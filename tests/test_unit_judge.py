@@ -167,9 +167,9 @@ def test_metric_names_keys_and_plain_values() -> None:
             make_metric(bad, 1.0)
     with pytest.raises(TypeError, match="must be a number"):
         make_metric("smoke.up_count", True)
-    for bad in (float("nan"), float("inf"), float("-inf")):  # the JSON report must stay strict JSON
+    for not_finite in (float("nan"), float("inf"), float("-inf")):  # the JSON report must stay strict JSON
         with pytest.raises(ValueError, match="not a finite number"):
-            make_metric("smoke.up_count", bad)
+            make_metric("smoke.up_count", not_finite)
 
 
 def test_the_breach_and_judged_texts() -> None:
