@@ -12,103 +12,59 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .schema import TIMEOUT, ConfigError, MapOf, Num, OneOf, Source, expand_vars, read_toml, validate
-from .specs import (
-    COLLECTION_SPEC,
+from .schema import ConfigError, MapOf, OneOf, Section, Source, Where, expand_vars, read_toml, validate
+from .sections import (
     DEPLOYED_FIELDS,
-    ENDPOINT_SPEC,
-    HEALTH_SPEC,
-    LATE_FIELDS,
-    PERFORMANCE_SPEC,
-    PUBLISH_SPEC,
-    SECURITY_SPEC,
     TEMPLATE_FIELDS,
+    AuthSpec,
+    AwsSpec,
     CloudWatchSpec,
     CrudSpec,
-    EndpointCheck,
-    FrontendCheck,
-    HealthCheck,
+    HttpSpec,
     IsolationSpec,
+    LoadTask,
     PerformanceSpec,
     SecuritySpec,
     SmokeSpec,
     WebhookSpec,
-    build_crud,
-    build_performance,
-    build_publish,
-    build_security,
-    check_template,
 )
 from .thresholds import Policy, load_policy
+
+__all__ = ["CONFIG_FILE", "DEPLOYED_FIELDS", "ENVIRONMENT_SECTIONS", "THRESHOLDS_FILE", "AuthSpec", "AwsSpec",
+           "ConfigError", "Environment", "GateFiles", "HttpSpec", "Project", "Source", "cli_root", "find_config",
+           "load_gate", "load_project", "locate_files", "parse_project"]
 
 CONFIG_FILE = "deploygate.toml"
 THRESHOLDS_FILE = "thresholds.toml"
 
+#: The sections of an environment's table: key → the dataclass that is its schema, defaults and builder
+#: (sections.py). A new section is a line here and a field of :class:`Environment` of the same name.
+ENVIRONMENT_SECTIONS: dict[str, type[Section]] = {
+    "aws": AwsSpec, "auth": AuthSpec, "http": HttpSpec, "smoke": SmokeSpec, "crud": CrudSpec,
+    "isolation": IsolationSpec, "performance": PerformanceSpec, "security": SecuritySpec,
+}
 
+#: ``[environments.NAME]`` (and ``[defaults]``): its own keys, then its sections
 ENVIRONMENT_SPEC: dict[str, Any] = {
     "stage": str,
     "base_url": str,
     "frontend_url": str,
     "protected": bool,
     "launch": OneOf("demo"),
-    "aws": {"profile": str, "region": str, "endpoint_url": str, "account_id": str},
-    "auth": {"header": str, "value": str},
     "resources": {"tables": [str], "buckets": [str]},
-    "http": {"connect_timeout_s": TIMEOUT, "read_timeout_s": TIMEOUT, "retries": Num(0, 10, integer=True),
-             "verify": bool, "ca_bundle": str, "total_timeout_s": TIMEOUT,
-             "max_body_bytes": Num(0, 10**12, above=True, integer=True)},
-    "smoke": {
-        "health": [HEALTH_SPEC],
-        "endpoints": [ENDPOINT_SPEC],
-        "frontend": {"page": str, "assets": bool, "config_js": str, "expect": MapOf(str)},
-        "samples": Num(1, 25, integer=True),
-    },
-    "crud": {"collections": [COLLECTION_SPEC], "markers": bool, "ttl_field": str,
-             "ttl_s": Num(1, 10 * 365 * 86400, integer=True)},
-    "isolation": {"collection": str, "cors_origins": [str], "datastore": bool, "separate_accounts": bool},
-    "performance": PERFORMANCE_SPEC,
-    "security": SECURITY_SPEC,
+    **ENVIRONMENT_SECTIONS,
 }
 
 PROJECT_SPEC: dict[str, Any] = {
     "service": str,
     "defaults": ENVIRONMENT_SPEC,
     "environments": MapOf(ENVIRONMENT_SPEC),
-    "publish": PUBLISH_SPEC,
+    "publish": {"cloudwatch": CloudWatchSpec, "webhook": WebhookSpec},
 }
 
 
 # --------------------------------------------------------------------------------------------------
 # The typed configuration
-
-
-@dataclass(frozen=True)
-class AwsSpec:
-    region: str = "us-east-1"
-    profile: str | None = None
-    endpoint_url: str | None = None
-    account_id: str | None = None
-    # Only set for the embedded reference deployment, whose emulator accepts any key pair.
-    static_credentials: tuple[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class AuthSpec:
-    header: str = "Authorization"
-    value: str = ""
-
-
-@dataclass(frozen=True)
-class HttpSpec:
-    connect_timeout_s: float = 3.05
-    read_timeout_s: float = 10.0
-    retries: int = 2
-    verify: bool = True
-    ca_bundle: str | None = None
-    #: the whole request, answer included, however slowly the server trickles it
-    total_timeout_s: float = 30.0
-    #: the largest answer body read, in bytes (10 MB, decimal)
-    max_body_bytes: int = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -212,12 +168,11 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source) -> Environment:
+    """One environment from its table (defaults merged in, ``${VAR}``s expanded): its own keys, each section
+    built by its dataclass, then the rules between sections."""
     path = ("environments", name)
     stage = raw.get("stage", name)
     launch = raw.get("launch")
-    aws_raw = raw.get("aws", {})
-    aws = AwsSpec(region=aws_raw.get("region", "us-east-1"), profile=aws_raw.get("profile"),
-                  endpoint_url=aws_raw.get("endpoint_url"), account_id=aws_raw.get("account_id"))
     if launch == "demo":
         for key in ("base_url", "frontend_url"):
             if key in raw:
@@ -226,66 +181,38 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
     elif "base_url" not in raw:
         raise src.error("base_url is required (or launch = \"demo\")", path)
 
-    auth = None
-    if "auth" in raw:
-        auth = AuthSpec(header=raw["auth"].get("header", "Authorization"),
-                        value=raw["auth"].get("value", ""))
+    aws_raw = raw.get("aws", {})
+    fields = {"env": name, "service": service, "stage": stage, "region": aws_raw.get("region", AwsSpec.region),
+              "account_id": aws_raw.get("account_id") or ""}
+    where = Where(src, path, fields)
+    sections: dict[str, Any] = {key: cls.from_table(raw.get(key, {}), where.at(key))
+                                for key, cls in ENVIRONMENT_SECTIONS.items()}
+    if "auth" not in raw:
+        sections["auth"] = None
 
-    fields = {"env": name, "service": service, "stage": stage, "region": aws.region,
-              "account_id": aws.account_id or ""}
     resources = raw.get("resources", {})
     for kind in ("tables", "buckets"):
-        for i, tmpl in enumerate(resources.get(kind, [])):
-            check_template(tmpl, TEMPLATE_FIELDS, src, (*path, "resources", kind, f"[{i}]"))
+        where.check_template(resources.get(kind, []), TEMPLATE_FIELDS, "resources", kind)
     tables = tuple(t.format_map(fields) for t in resources.get("tables", []))
     buckets = tuple(b.format_map(fields) for b in resources.get("buckets", []))
 
-    http_raw = raw.get("http", {})
-    http = HttpSpec(connect_timeout_s=float(http_raw.get("connect_timeout_s", 3.05)),
-                    read_timeout_s=float(http_raw.get("read_timeout_s", 10.0)),
-                    retries=int(http_raw.get("retries", 2)), verify=http_raw.get("verify", True),
-                    ca_bundle=http_raw.get("ca_bundle"),
-                    total_timeout_s=float(http_raw.get("total_timeout_s", 30.0)),
-                    max_body_bytes=int(http_raw.get("max_body_bytes", 10_000_000)))
-    if http.connect_timeout_s <= 0 or http.read_timeout_s <= 0:
-        raise src.error("timeouts must be positive", (*path, "http"))
-
-    smoke_raw = raw.get("smoke", {})
-    health = tuple(HealthCheck(**h) for h in smoke_raw.get("health", [{"path": "/health"}]))
-    endpoints = tuple(EndpointCheck(**e) for e in smoke_raw.get("endpoints", []))
-    frontend = None
-    if "frontend" in smoke_raw:
-        fr = smoke_raw["frontend"]
-        for key, tmpl in fr.get("expect", {}).items():
-            check_template(tmpl, TEMPLATE_FIELDS | LATE_FIELDS, src,
-                            (*path, "smoke", "frontend", "expect", key))
-        frontend = FrontendCheck(page=fr.get("page", ""), assets=fr.get("assets", True),
-                                 config_js=fr.get("config_js", "config.js"),
-                                 expect=dict(fr.get("expect", {})))
-    if frontend is not None and launch != "demo" and "frontend_url" not in raw:
+    smoke: SmokeSpec = sections["smoke"]
+    if smoke.frontend is not None and launch != "demo" and "frontend_url" not in raw:
         raise src.error("smoke.frontend needs frontend_url", path)
-
-    crud = build_crud(raw.get("crud", {}), fields, src, (*path, "crud"))
-    iso_raw = raw.get("isolation", {})
-    for i, tmpl in enumerate(iso_raw.get("cors_origins", [])):
-        check_template(tmpl, TEMPLATE_FIELDS | LATE_FIELDS, src, (*path, "isolation", "cors_origins", f"[{i}]"))
-    if "collection" in iso_raw and crud.collection(iso_raw["collection"]) is None:
-        raise src.error(f"no crud collection named {iso_raw['collection']!r}", (*path, "isolation", "collection"))
-    isolation = IsolationSpec(collection=iso_raw.get("collection"),
-                              cors_origins=tuple(iso_raw.get("cors_origins", ["{frontend_origin}"])),
-                              datastore=iso_raw.get("datastore", True),
-                              separate_accounts=iso_raw.get("separate_accounts", True))
-
-    performance = build_performance(raw.get("performance", {}), smoke_raw, src, (*path, "performance"))
-    security = build_security(raw.get("security", {}), src, (*path, "security"))
+    isolation: IsolationSpec = sections["isolation"]
+    if isolation.collection is not None and sections["crud"].collection(isolation.collection) is None:
+        raise src.error(f"no crud collection named {isolation.collection!r}", (*path, "isolation", "collection"))
+    performance: PerformanceSpec = sections["performance"]
+    if not performance.tasks and not performance.locustfile:
+        # By default, load what the smoke suite checks: its API endpoints (GET), else its health checks.
+        sections["performance"] = replace(performance, tasks=tuple(
+            LoadTask(name=f"GET {check.path}", path=check.path, status=(check.status,))
+            for check in smoke.endpoints or smoke.health))
 
     return Environment(
         name=name, service=service, stage=stage, base_url=raw.get("base_url", ""),
         frontend_url=raw.get("frontend_url", ""), protected=raw.get("protected", False),
-        launch=launch, aws=aws, auth=auth, tables=tables, buckets=buckets, http=http,
-        smoke=SmokeSpec(health=health, endpoints=endpoints, frontend=frontend,
-                        samples=smoke_raw.get("samples", SmokeSpec.samples)),
-        crud=crud, isolation=isolation, performance=performance, security=security,
+        launch=launch, tables=tables, buckets=buckets, **sections,
     )
 
 
@@ -312,9 +239,34 @@ def parse_project(src: Source, data: dict[str, Any], environ: Mapping[str, str] 
             # Auth values are secrets: remember what they expand to so every output can redact them.
             merged["auth"] = expand_vars(auth_raw, src, (*path, "auth"), environ, secrets)
         environments[name] = _build_environment(name, merged, service, src)
-    cloudwatch, webhook = build_publish(data.get("publish", {}), src, environ, secrets, environments)
+    cloudwatch, webhook = _build_publish(data.get("publish", {}), src, environ, secrets, environments)
     return Project(path=src.path, service=service, environments=environments,
                    secrets=frozenset(secrets), cloudwatch=cloudwatch, webhook=webhook)
+
+
+def _build_publish(raw: dict[str, Any], src: Source, environ: Mapping[str, str], secrets: set[str],
+                   environments: Mapping[str, Environment]) -> tuple[CloudWatchSpec | None, WebhookSpec | None]:
+    """The ``publish`` sections, ``${VAR}``s expanded; a webhook URL is a secret, so it must be a reference."""
+    cloudwatch = webhook = None
+    if "cloudwatch" in raw:
+        where = Where(src, ("publish", "cloudwatch"))
+        cloudwatch = CloudWatchSpec.from_table(expand_vars(raw["cloudwatch"], src, where.path, environ), where)
+        if cloudwatch.environment and cloudwatch.environment not in environments:
+            raise where.error(f"unknown environment {cloudwatch.environment!r}", "environment")
+    if "webhook" in raw:
+        where = Where(src, ("publish", "webhook"))
+        wh = dict(raw["webhook"])
+        if "url" in wh:
+            if "${" not in wh["url"]:
+                raise where.error("webhook URLs carry a token: reference it, e.g. url = \"${SLACK_WEBHOOK_URL}\"",
+                                  "url")
+            # the whole URL is a secret (Slack-style webhook URLs are bearer tokens)
+            wh["url"] = expand_vars(wh["url"], src, (*where.path, "url"), environ, secrets)
+            secrets.add(wh["url"])
+        if "report_url" in wh:
+            wh["report_url"] = expand_vars(wh["report_url"], src, where.path, environ)
+        webhook = WebhookSpec.from_table(wh, where)
+    return cloudwatch, webhook
 
 
 def find_config(rootdir: Path, explicit: str | None) -> tuple[Path, str | None]:

@@ -24,7 +24,7 @@ from typing import Any
 from .config import Environment
 from .failures import read_only_reason
 from .http import RequestFailed
-from .specs import LoadTask, PerformanceSpec
+from .sections import LoadTask, PerformanceSpec
 from .thresholds import Policy
 
 AUTH_VAR = "DEPLOYGATE_LOAD_AUTH"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Environment
 from .failures import CheckFailure, RequestFailed, WriteRefused
 from .http import GateHTTP, json_body
-from .specs import CollectionSpec
+from .sections import CollectionSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests

@@ -1,17 +1,21 @@
-"""TOML reading with locations, closed-schema validation and ``${VAR}`` expansion.
+"""The generic configuration machinery: TOML reading with locations, closed-schema validation, ``${VAR}``
+expansion, and :class:`Section`, the base of every table declared as a dataclass (sections.py holds them).
 
-Every problem is a :class:`ConfigError` naming file, line and key. No pytest import.
+Nothing here knows a deploygate key. Every problem is a :class:`ConfigError` naming file, line and key.
+No pytest import.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+import string
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -286,7 +290,7 @@ def _type_name(spec: Any) -> str:
         return " or ".join(_type_name(s) for s in spec.specs)
     if spec is object:
         return "any value"
-    if isinstance(spec, type):
+    if isinstance(spec, type) and not issubclass(spec, Section):
         return f"a {spec.__name__}"
     return "a table"
 
@@ -337,6 +341,8 @@ def validate(value: Any, spec: Any, src: Source, path: tuple[str, ...]) -> None:
     elif spec is int:
         if isinstance(value, bool) or not isinstance(value, int) or not finite(value):
             raise src.error(f"expected an integer, {_number_problem(value)}", path)
+    elif isinstance(spec, type) and issubclass(spec, Section):
+        validate(value, spec.schema(), src, path)
     elif isinstance(spec, Num):
         if not spec.accepts(value):
             in_range = isinstance(value, float) and math.isfinite(value)
@@ -375,3 +381,138 @@ def expand_vars(value: Any, src: Source, path: tuple[str, ...], environ: Mapping
         return result
 
     return _VAR.sub(sub, value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections: a table declared once, as a frozen dataclass whose fields are its keys
+
+_KEY = "deploygate.key"
+
+
+def key(spec: Any, name: str | None = None, *, template: Collection[str] | None = None) -> dict[str, Any]:
+    """The metadata of a dataclass field that is a configuration key: ``field(default=3.05,
+    metadata=key(TIMEOUT))``. Its values follow ``spec`` (a schema leaf, a nested schema, or a
+    :class:`Section` class, or ``[SectionClass]`` for an array of tables); ``name`` is the key when it differs
+    from the field's name (dotted for a key of a subtable: ``"bandit.severity"``); with ``template``, every
+    string in the value may hold only those ``{placeholders}``."""
+    return {_KEY: (spec, name, frozenset(template) if template is not None else None)}
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a table is, for error messages, and the template values known when it is read
+    (``{env}``, ``{service}``, ...: what ``from_table`` may fill in at load time)."""
+
+    src: Source
+    path: tuple[str, ...]
+    fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def at(self, *keys: str) -> Where:
+        return Where(self.src, (*self.path, *keys), self.fields)
+
+    def error(self, message: str, *keys: str) -> ConfigError:
+        return self.src.error(message, (*self.path, *keys))
+
+    def check_template(self, value: Any, allowed: Collection[str], *keys: str) -> None:
+        """Every string in ``value`` (nested tables and arrays too) uses only ``allowed`` placeholders."""
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self.check_template(v, allowed, *keys, str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                self.check_template(v, allowed, *keys, f"[{i}]")
+        elif isinstance(value, str):
+            try:
+                names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+            except ValueError as exc:
+                raise self.error(f"bad template {value!r}: {exc}", *keys) from None
+            unknown = sorted(n for n in names if n not in allowed)
+            if unknown:
+                raise self.error(f"unknown placeholder {{{unknown[0]}}} in {value!r} "
+                                 f"(known: {', '.join(sorted(allowed))})", *keys)
+
+
+S = TypeVar("S", bound="Section")
+
+
+class Section:
+    """A table of the configuration, declared once: a frozen dataclass whose fields carry their key's schema
+    (``metadata=key(...)``) beside their default. :meth:`schema` is what :func:`validate` checks the table
+    against (closed: an unknown key is an error); :meth:`from_table` builds the instance from a validated
+    table, every key not given keeping the dataclass default. A section with rules beyond its schema
+    (ranges between keys, derived values) overrides ``from_table`` and ends with :func:`build`."""
+
+    #: how an error about the table names it: "a webhook needs 'url'"
+    NOUN: ClassVar[str] = "this table"
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        cached = _SCHEMAS.get(cls)
+        if cached is None:
+            cached = _SCHEMAS[cls] = _schema_of(cls)
+        return cached
+
+    @classmethod
+    def from_table(cls: type[S], raw: Mapping[str, Any], where: Where) -> S:
+        return build(cls, raw, where)
+
+
+_SCHEMAS: dict[type, dict[str, Any]] = {}
+
+
+def _keys(cls: type) -> list[tuple[dataclasses.Field[Any], Any, tuple[str, ...], frozenset[str] | None]]:
+    """(field, spec, key path, allowed placeholders) of each field of ``cls`` that is a configuration key."""
+    out = []
+    for f in dataclasses.fields(cls):
+        if _KEY in f.metadata:
+            spec, name, template = f.metadata[_KEY]
+            out.append((f, spec, tuple((name or f.name).split(".")), template))
+    return out
+
+
+def _schema_of(cls: type) -> dict[str, Any]:
+    schema: dict[str, Any] = {}
+    for _, spec, path, _ in _keys(cls):
+        table = schema
+        for part in path[:-1]:
+            table = table.setdefault(part, {})
+        table[path[-1]] = spec
+    return schema
+
+
+def _convert(value: Any, spec: Any, where: Where) -> Any:
+    """A validated TOML value as its field holds it: tables of a Section built, arrays as tuples,
+    numbers of a non-integer :class:`Num` as floats."""
+    if isinstance(spec, type) and issubclass(spec, Section):
+        return spec.from_table(value, where)
+    if isinstance(spec, list) and isinstance(value, list):
+        return tuple(_convert(v, spec[0], where.at(f"[{i}]")) for i, v in enumerate(value))
+    if isinstance(spec, Num) and not spec.integer and isinstance(value, int):
+        return float(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+def build(cls: type[S], raw: Mapping[str, Any], where: Where, **values: Any) -> S:
+    """The section ``cls`` from its validated table ``raw``: each key given (placeholders checked, converted
+    by :func:`_convert`), then ``values`` (what ``from_table`` computed itself); every other field keeps its
+    dataclass default, and a key without one must be given."""
+    kwargs: dict[str, Any] = {}
+    for f, spec, path, template in _keys(cls):
+        if f.name in values:
+            continue
+        table: Any = raw
+        for part in path:
+            table = table.get(part, _ABSENT) if isinstance(table, Mapping) else _ABSENT
+        if table is _ABSENT:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise where.error(f"{cls.NOUN} needs {'.'.join(path)!r}")
+            continue
+        if template is not None:
+            where.check_template(table, template, *path)
+        kwargs[f.name] = _convert(table, spec, where.at(*path))
+    return cls(**kwargs, **values)
+
+
+_ABSENT = object()

@@ -29,7 +29,7 @@ from pytest_deploygate.load import (
     render_locustfile,
     summarize,
 )
-from pytest_deploygate.specs import DistributedSpec, LoadTask, PerformanceSpec, SmokeSpec
+from pytest_deploygate.sections import DistributedSpec, LoadTask, PerformanceSpec, SmokeSpec
 from pytest_deploygate.thresholds import Policy, Threshold, parse_condition
 
 # --------------------------------------------------------------------------------------------------

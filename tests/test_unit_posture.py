@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from pytest_deploygate.failures import RequestFailed, Unverified
+from pytest_deploygate.sections import AllowEntry
 from pytest_deploygate.security.allowlist import decide, screen
 from pytest_deploygate.security.posture import (
     FOREIGN_ORIGIN,
@@ -21,7 +22,6 @@ from pytest_deploygate.security.posture import (
     own_origins,
     secret_findings,
 )
-from pytest_deploygate.specs import AllowEntry
 
 API = "https://api.example.com"
 FRONT = "https://app.example.com"

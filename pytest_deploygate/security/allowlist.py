@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..specs import AllowEntry
+from ..sections import AllowEntry
 from .posture import Finding
 
 
