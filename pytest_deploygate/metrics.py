@@ -37,6 +37,10 @@ CATALOGUE: tuple[MetricInfo, ...] = (
     MetricInfo("smoke.api.latency_ms", "ms", "API endpoint response time (label path)"),
     MetricInfo("smoke.frontend.latency_ms", "ms", "frontend page load time"),
     MetricInfo("smoke.frontend.missing_assets_count", "", "assets the page references that do not load"),
+    MetricInfo("smoke.resources.dlq_depth_count", "",
+               "messages waiting in a queue's dead-letter queue (label queue; resources.queues)"),
+    MetricInfo("smoke.monitoring.alarms_in_alarm_count", "",
+               "CloudWatch alarms in ALARM (label alarms: a name or prefix*; monitoring.alarms)"),
     MetricInfo("smoke.unverified_count", "", UNVERIFIED),
     # crud (label collection)
     MetricInfo("crud.lifecycle_ok", "", "1 when the whole create-read-update-delete cycle worked, else 0"),

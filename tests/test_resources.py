@@ -1,0 +1,179 @@
+"""The resource and monitoring probes end to end: real gate runs against the reference deployment, whose
+moto servers (one AWS account per environment) hold each environment's Lambda function, user pool, queues,
+log group, secret, parameters, alarms and table/bucket options. Healthy passes; each fault fails its named
+probe for the right reason; an absent optional resource is skipped with the reason; AWS that cannot be
+asked is "could not check", never "missing"."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+
+from gatehelpers import Gate, RunningDemo
+
+PROBES = ("-m", "gate and smoke", "-k", "test_resources")
+
+
+def test_healthy_prod_passes_every_probe_read_only(gate_project: Gate) -> None:
+    # prod is protected: every probe only describes, gets and lists (a write would be refused and fail)
+    res = gate_project.run("--env", "prod", *PROBES, "-rA")
+    assert res.ret == 0, res.output
+    assert res.report is not None and res.report["verdict"] == "PASS"
+    for check in ("test_function[aipm-backend-prod-api]", "test_user_pool[aipm-backend-prod-users]",
+                  "test_queue[aipm-backend-prod-jobs]", "test_log_group[/aws/lambda/aipm-backend-prod-api]",
+                  "test_secret[aipm-backend/prod/db-credentials]", "test_parameter[/aipm-backend/prod/jwt-secret]",
+                  "test_table_options[aipm-backend-prod-stories]", "test_bucket_options[aipm-prod-frontend-hosting]",
+                  "test_alarm[aipm-backend-prod-*]", "test_cloudwatch_metric[custom.lambda_errors_count]"):
+        assert f"PASSED test_resources.py::{check}" in res.stdout, check
+    assert res.metric("smoke.resources.dlq_depth_count", queue="aipm-backend-prod-jobs")["verdict"] == "PASS"
+    assert res.metric("smoke.monitoring.alarms_in_alarm_count", alarms="aipm-backend-prod-*")["value"] == 0
+    assert res.metric("custom.lambda_errors_count")["value"] == 0  # no datapoints: missing = "zero"
+    assert "refused AWS" not in res.output and "could not check" not in res.output
+    assert gate_project.leftovers() == []
+
+
+@pytest.mark.demo_faults("staging:dlq-not-empty", "staging:alarm-firing", "staging:log-level-wrong",
+                         "staging:pitr-off")
+def test_each_fault_fails_its_named_probe(gate_project: Gate, running_demo: RunningDemo) -> None:
+    res = gate_project.run("--env", "staging", *PROBES, "-rA")
+    assert res.ret == 1, res.output
+    assert res.report is not None and res.report["verdict"] == "FAIL"
+    failed = res.failed_tests()
+    reasons = {nodeid.split("::", 1)[1]: reason for nodeid, reason in failed.items()}
+    # log-level-wrong: the function's environment variable, named with both values
+    assert reasons["test_function[aipm-backend-staging-api]"] == (
+        "Lambda function aipm-backend-staging-api in staging: environment variable LOG_LEVEL = 'DEBUG', "
+        "expected 'INFO'")
+    # pitr-off: only the stories table (acceptance-tests keeps PITR)
+    assert reasons["test_table_options[aipm-backend-staging-stories]"] == (
+        "DynamoDB table aipm-backend-staging-stories in staging: point-in-time recovery is DISABLED, "
+        "expected ENABLED")
+    assert "PASSED test_resources.py::test_table_options[aipm-backend-staging-acceptance-tests]" in res.stdout
+    # dlq-not-empty: the queue itself is fine (it has its DLQ); the DLQ's depth breaches the policy
+    assert "PASSED test_resources.py::test_queue[aipm-backend-staging-jobs]" in res.stdout
+    depth = res.metric("smoke.resources.dlq_depth_count", queue="aipm-backend-staging-jobs")
+    assert depth["value"] == 1 and depth["verdict"] == "FAIL"
+    # alarm-firing: the alarms exist; one of them is in ALARM, named in a note
+    alarms = res.metric("smoke.monitoring.alarms_in_alarm_count", alarms="aipm-backend-staging-*")
+    assert alarms["value"] == 1 and alarms["verdict"] == "FAIL"
+    assert "1 of 3 in ALARM: aipm-backend-staging-api-errors" in res.stdout
+    # nothing else fails, and no fault is misreported as "could not check" or "does not exist"
+    assert set(reasons) == {"test_function[aipm-backend-staging-api]",
+                            "test_table_options[aipm-backend-staging-stories]"}, reasons
+    for check in ("test_user_pool[aipm-backend-staging-users]",
+                  "test_log_group[/aws/lambda/aipm-backend-staging-api]",
+                  "test_secret[aipm-backend/staging/db-credentials]",
+                  "test_bucket_options[aipm-staging-frontend-hosting]"):
+        assert f"PASSED test_resources.py::{check}" in res.stdout, check
+    assert "could not check" not in res.output and "does not exist" not in res.output
+    assert "Traceback" not in res.output
+
+
+@pytest.mark.demo_faults("dev:function-missing")
+def test_an_absent_resource_fails_unless_optional_or_skip_absent(gate_project: Gate,
+                                                                running_demo: RunningDemo) -> None:
+    res = gate_project.run("--env", "dev", *PROBES, "-rA")
+    assert res.ret == 1, res.output
+    reasons = {nodeid.split("::", 1)[1]: reason for nodeid, reason in res.failed_tests().items()}
+    assert set(reasons) == {"test_function[aipm-backend-dev-api]"}, reasons
+    assert reasons["test_function[aipm-backend-dev-api]"].startswith(
+        "Lambda function aipm-backend-dev-api in dev does not exist")
+    # what the missing function leaves behind is still checked (and fine)
+    assert "PASSED test_resources.py::test_log_group[/aws/lambda/aipm-backend-dev-api]" in res.stdout
+
+    # declared optional: SKIPPED with the reason, never PASS
+    config = gate_project.path / "deploygate.toml"
+    text = config.read_text()
+    dev_function = 'environment = { STAGE = "{stage}", LOG_LEVEL = "DEBUG" } }'
+    assert text.count(dev_function) == 1
+    config.write_text(text.replace(dev_function, dev_function[:-2] + ", optional = true }"))
+    res = gate_project.run("--env", "dev", *PROBES, "-rA")
+    assert res.ret == 0, res.output
+    assert re.search(r"SKIPPED \[1\] \S*test_resources\.py:\d+: Lambda function aipm-backend-dev-api in dev does "
+                     r"not exist \(declared optional: not deployed yet\)", res.stdout), res.stdout
+    assert "PASSED test_resources.py::test_function" not in res.stdout
+    assert res.report is not None and res.report["verdict"] == "PASS"
+    assert res.report["categories"]["smoke"]["tests"]["skipped"] >= 1
+
+    # a first deploy: --skip-absent makes every declared resource optional
+    config.write_text(text)
+    probe = gate_project.run("--help")
+    if "--skip-absent" not in probe.stdout:
+        pytest.skip("--skip-absent is not registered yet (see /work/notes/probes_option.md)")
+    res = gate_project.run("--env", "dev", *PROBES, "-rA", "--skip-absent")
+    assert res.ret == 0, res.output
+    assert "does not exist (--skip-absent: not deployed yet)" in res.stdout
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_aws_that_cannot_be_asked_is_could_not_check_never_missing(gate_project: Gate) -> None:
+    port = _dead_port()
+    (gate_project.path / "deploygate.toml").write_text(f"""service = "shop"
+[environments.staging]
+stage = "staging"
+base_url = "http://127.0.0.1:{port}"
+aws = {{ endpoint_url = "http://127.0.0.1:{port}", region = "us-east-1" }}
+http = {{ connect_timeout_s = 1, read_timeout_s = 1, retries = 0 }}
+[environments.staging.resources]
+functions = [{{ name = "{{service}}-{{stage}}-api" }}]
+queues = [{{ name = "{{service}}-{{stage}}-jobs", optional = true }}]
+[environments.staging.monitoring]
+alarms = [{{ prefix = "{{service}}-{{stage}}-" }}]
+""")
+    gate_project.monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    gate_project.monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    res = gate_project.run("--env", "staging", "--no-preflight", *PROBES, "-rA")
+    assert res.ret == 1, res.output
+    reasons = {nodeid.split("::", 1)[1]: reason for nodeid, reason in res.failed_tests().items()}
+    assert set(reasons) == {"test_function[shop-staging-api]", "test_queue[shop-staging-jobs]",
+                            "test_alarm[shop-staging-*]"}, reasons
+    for reason in reasons.values():
+        assert "could not check" in reason and "EndpointConnectionError" in reason, reason
+        assert "does not exist" not in reason and "missing" not in reason
+    # an optional resource that could not be checked is not skipped as absent either
+    assert reasons["test_queue[shop-staging-jobs]"].startswith(
+        "SQS queue shop-staging-jobs in staging: could not check: get_queue_url")
+    unverified = res.metric("smoke.unverified_count", check="Lambda function shop-staging-api in staging")
+    assert unverified["value"] == 1
+
+
+def test_api_stage_probe_reads_throttling(gate_project: Gate, running_demo: RunningDemo) -> None:
+    """The reference deployment's API is a local process; a REST API stage is created in staging's account
+    here, as its deploy would, to prove the probe against moto."""
+    import boto3
+
+    info = running_demo.state["environments"]["staging"]
+    apigw = boto3.client("apigateway", endpoint_url=info["endpoint_url"], region_name="us-east-1",
+                         aws_access_key_id="testing", aws_secret_access_key="testing")
+    throttled = apigw.create_rest_api(name="aipm-backend-staging-api")["id"]
+    bare = apigw.create_rest_api(name="aipm-backend-staging-admin")["id"]
+    for api_id in (throttled, bare):
+        root = apigw.get_resources(restApiId=api_id)["items"][0]["id"]
+        apigw.put_method(restApiId=api_id, resourceId=root, httpMethod="GET", authorizationType="NONE")
+        apigw.put_integration(restApiId=api_id, resourceId=root, httpMethod="GET", type="MOCK")
+        apigw.create_deployment(restApiId=api_id, stageName="staging")
+    apigw.update_stage(restApiId=throttled, stageName="staging", patchOperations=[
+        {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": "100"},
+        {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": "200"}])
+    config = gate_project.path / "deploygate.toml"
+    config.write_text(config.read_text() + """
+[environments.staging.resources]
+apis = [{ name = "{service}-{stage}-api", throttling = { rate = 100, burst = 200 } },
+        { name = "{service}-{stage}-admin" }, { name = "{service}-{stage}-web", optional = true }]
+""")
+    res = gate_project.run("--env", "staging", "-m", "gate and smoke", "-k", "test_resources and test_api_stage",
+                           "-rA")
+    assert res.ret == 1, res.output
+    assert "PASSED test_resources.py::test_api_stage[aipm-backend-staging-api/staging]" in res.stdout
+    reasons = {nodeid.split("::", 1)[1]: reason for nodeid, reason in res.failed_tests().items()}
+    assert reasons == {"test_api_stage[aipm-backend-staging-admin/staging]":
+                       "API Gateway stage aipm-backend-staging-admin/staging in staging: has no throttling on */* "
+                       "(rate and burst limits)"}
+    assert "aipm-backend-staging-web/staging in staging does not exist (no REST API named " in res.stdout
