@@ -12,10 +12,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .resources import (
+    MONITORING_SPEC,
+    RESOURCES_SPEC,
+    MonitoringSpec,
+    ResourcesSpec,
+    build_monitoring,
+    build_resources,
+    table_names,
+)
 from .schema import ConfigError, MapOf, OneOf, Section, Source, Where, expand_vars, read_toml, validate
 from .sections import (
     DEPLOYED_FIELDS,
-    TEMPLATE_FIELDS,
     AuthSpec,
     AwsSpec,
     CloudWatchSpec,
@@ -51,7 +59,9 @@ ENVIRONMENT_SPEC: dict[str, Any] = {
     "frontend_url": str,
     "protected": bool,
     "launch": OneOf("demo"),
-    "resources": {"tables": [str], "buckets": [str]},
+    # lane probes: resources.py (its own builders until it follows the Section pattern)
+    "resources": RESOURCES_SPEC,
+    "monitoring": MONITORING_SPEC,
     **ENVIRONMENT_SECTIONS,
 }
 
@@ -90,6 +100,9 @@ class Environment:
     security: SecuritySpec = field(default_factory=SecuritySpec)
     #: what a launched deployment tells about itself: source_dir, requirements, osv_url
     deployed: Mapping[str, str] = field(default_factory=dict)
+    #: AWS resources and monitoring the probes (suites/test_resources.py) check
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
 
     def read_only(self, allow_writes: bool) -> bool:
         """The production-safety rule, defined once: a protected environment is read-only unless the run
@@ -184,24 +197,25 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
     aws_raw = raw.get("aws", {})
     fields = {"env": name, "service": service, "stage": stage, "region": aws_raw.get("region", AwsSpec.region),
               "account_id": aws_raw.get("account_id") or ""}
-    where = Where(src, path, fields)
+    where = Where(src, path, fields, inherited=("defaults",))
     sections: dict[str, Any] = {key: cls.from_table(raw.get(key, {}), where.at(key))
                                 for key, cls in ENVIRONMENT_SECTIONS.items()}
     if "auth" not in raw:
         sections["auth"] = None
 
-    resources = raw.get("resources", {})
-    for kind in ("tables", "buckets"):
-        where.check_template(resources.get(kind, []), TEMPLATE_FIELDS, "resources", kind)
-    tables = tuple(t.format_map(fields) for t in resources.get("tables", []))
-    buckets = tuple(b.format_map(fields) for b in resources.get("buckets", []))
+    resources_raw = raw.get("resources", {})
+    table_templates, bucket_templates = table_names(resources_raw, src, (*path, "resources"))
+    tables = tuple(t.format_map(fields) for t in table_templates)
+    buckets = tuple(b.format_map(fields) for b in bucket_templates)
+    resources = build_resources(resources_raw, src, (*path, "resources"))
+    monitoring = build_monitoring(raw.get("monitoring", {}), src, (*path, "monitoring"))
 
     smoke: SmokeSpec = sections["smoke"]
     if smoke.frontend is not None and launch != "demo" and "frontend_url" not in raw:
-        raise src.error("smoke.frontend needs frontend_url", path)
+        raise where.error("smoke.frontend needs frontend_url")
     isolation: IsolationSpec = sections["isolation"]
     if isolation.collection is not None and sections["crud"].collection(isolation.collection) is None:
-        raise src.error(f"no crud collection named {isolation.collection!r}", (*path, "isolation", "collection"))
+        raise where.error(f"no crud collection named {isolation.collection!r}", "isolation", "collection")
     performance: PerformanceSpec = sections["performance"]
     if not performance.tasks and not performance.locustfile:
         # By default, load what the smoke suite checks: its API endpoints (GET), else its health checks.
@@ -212,7 +226,7 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
     return Environment(
         name=name, service=service, stage=stage, base_url=raw.get("base_url", ""),
         frontend_url=raw.get("frontend_url", ""), protected=raw.get("protected", False),
-        launch=launch, tables=tables, buckets=buckets, **sections,
+        launch=launch, tables=tables, buckets=buckets, resources=resources, monitoring=monitoring, **sections,
     )
 
 

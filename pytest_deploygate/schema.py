@@ -55,9 +55,15 @@ class Source:
     data: dict[str, Any]
     prefix: tuple[str, ...] = ()
 
-    def error(self, message: str, key_path: tuple[str, ...] = ()) -> ConfigError:
-        return ConfigError(message, file=self.path, line=locate(self.text, (*self.prefix, *key_path)),
-                           key=".".join(key_path) or None)
+    def error(self, message: str, key_path: tuple[str, ...] = (), also: tuple[str, ...] | None = None) -> ConfigError:
+        """A ConfigError at ``key_path``; ``also`` is where the value may have come from instead (an
+        environment's key inherited from ``[defaults]``): its line is shown when the key is not in its own."""
+        line, certain = find_key(self.text, (*self.prefix, *key_path))
+        if not certain and also is not None:
+            other, found = find_key(self.text, (*self.prefix, *also))
+            if found:
+                line = other
+        return ConfigError(message, file=self.path, line=line, key=".".join(key_path) or None)
 
 
 #: How deep tables and arrays may nest. No real configuration goes past a handful of levels; a limit
@@ -140,26 +146,80 @@ def read_toml(path: Path) -> Source:
 
 
 def locate(text: str, key_path: tuple[str, ...]) -> int | None:
-    """Best-effort line number of ``key_path`` in a TOML text (tomllib keeps no positions)."""
-    parts = tuple(k for k in key_path if not k.startswith("["))
+    """Best-effort line number of ``key_path`` in a TOML text (tomllib keeps no positions): the key's own
+    line when it is found; else the line of the nearest enclosing table (or of a key of that name
+    elsewhere, when not even the table is there). ``[n]`` after an array of tables (``[[...]]``) is its
+    n-th entry; other array positions are skipped."""
+    return find_key(text, key_path)[0]
+
+
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def find_key(text: str, key_path: tuple[str, ...]) -> tuple[int | None, bool]:
+    """(line, certain) for :func:`locate`: ``certain`` when the line is the key's own (or its table's)."""
+    for j in range(len(key_path) - 1, 0, -1):
+        m = _INDEX.fullmatch(key_path[j])
+        if m is None:
+            continue
+        table = ".".join(k for k in key_path[:j] if not _INDEX.fullmatch(k))
+        header = _nth_header(text, table, int(m.group(1)))
+        if header is not None:
+            return _in_block(text, header, tuple(k for k in key_path[j + 1:] if not _INDEX.fullmatch(k)))
+    return _find(text, tuple(k for k in key_path if not k.startswith("[")))
+
+
+def _nth_header(text: str, table: str, n: int) -> int | None:
+    """The line of the ``n``-th ``[[table]]`` header."""
+    seen = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        h = _HEADER.match(line)
+        if h and line.lstrip().startswith("[[") and _name(h.group(1)) == table:
+            if seen == n:
+                return number
+            seen += 1
+    return None
+
+
+def _in_block(text: str, header: int, parts: tuple[str, ...]) -> tuple[int | None, bool]:
+    """The line of ``parts`` inside the table that starts at line ``header`` (itself when not found there)."""
+    lines = text.splitlines()
+    end = next((n for n in range(header + 1, len(lines) + 1) if _HEADER.match(lines[n - 1])), len(lines) + 1)
+    line = header
+    for part in parts:
+        assign = _assign(part)
+        found = next((n for n in range(line, end) if n > header and assign.search(lines[n - 1])), None)
+        if found is None:
+            return line, False
+        line = found
+    return line, True
+
+
+def _find(text: str, parts: tuple[str, ...]) -> tuple[int | None, bool]:
     if not parts:
-        return None
+        return None, False
     line, exact = _locate(text, parts)
-    if exact or len(parts) == 1:
-        return line
+    if exact:
+        return line, True
+    if len(parts) == 1:
+        return line, False
     # A key inside an inline table (``"performance.avg_ms" = { fail = ... }``): find its parent, then the
     # key on or after the parent's line, before the next table header.
-    parent = locate(text, parts[:-1])
+    parent, certain = _find(text, parts[:-1])
     if parent is None:
-        return line
+        return line, False
     assign = _assign(parts[-1])
     lines = text.splitlines()
     for number in range(parent, len(lines) + 1):
         if number > parent and _HEADER.match(lines[number - 1]):
             break
         if assign.search(lines[number - 1]):
-            return number
-    return parent
+            return number, certain
+    return parent, False
+
+
+def _name(header: str) -> str:
+    return header.replace('"', "").replace("'", "").replace(" ", "")
 
 
 _HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
@@ -180,7 +240,7 @@ def _locate(text: str, parts: tuple[str, ...]) -> tuple[int | None, bool]:
     for number, line in enumerate(text.splitlines(), start=1):
         h = _HEADER.match(line)
         if h:
-            name = h.group(1).replace('"', "").replace("'", "").replace(" ", "")
+            name = _name(h.group(1))
             in_parent = name == parent
             if name == ".".join(parts) or name.startswith(".".join(parts) + "."):
                 return number, True
@@ -406,12 +466,16 @@ class Where:
     src: Source
     path: tuple[str, ...]
     fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: the same table where its values may be inherited from (``("defaults",)`` for an environment)
+    inherited: tuple[str, ...] | None = None
 
     def at(self, *keys: str) -> Where:
-        return Where(self.src, (*self.path, *keys), self.fields)
+        return Where(self.src, (*self.path, *keys), self.fields,
+                     (*self.inherited, *keys) if self.inherited is not None else None)
 
     def error(self, message: str, *keys: str) -> ConfigError:
-        return self.src.error(message, (*self.path, *keys))
+        return self.src.error(message, (*self.path, *keys),
+                              also=(*self.inherited, *keys) if self.inherited is not None else None)
 
     def check_template(self, value: Any, allowed: Collection[str], *keys: str) -> None:
         """Every string in ``value`` (nested tables and arrays too) uses only ``allowed`` placeholders."""
