@@ -25,16 +25,17 @@ SHORT = """
 [environments.{env}.performance]
 users = 10
 duration_s = {duration}
-warmup_s = 1
+warmup_s = {warmup}
 min_requests = {min_requests}
 {extra}
 """
 
 
-def shorten(gate: Gate, env: str = "staging", duration: float = 4, min_requests: int = 20, extra: str = "") -> None:
+def shorten(gate: Gate, env: str = "staging", duration: float = 4, min_requests: int = 20, extra: str = "",
+            warmup: float = 1) -> None:
     path = gate.path / "deploygate.toml"
     path.write_text(path.read_text() + SHORT.format(env=env, duration=duration, min_requests=min_requests,
-                                                    extra=extra))
+                                                    extra=extra, warmup=warmup))
 
 
 
@@ -293,6 +294,62 @@ def test_distributed_master_with_two_workers_on_loopback(gate_project: Gate) -> 
     report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
     count = next(m for m in report["metrics"] if m["name"] == "performance.requests_count")
     assert count["value"] >= 20
+
+
+#: a locustfile that counts, in every Locust process, the requests it made (Locust's request event) and the
+#: requests its stats reports to the master carried; each process leaves them in worker-counts-<pid>.json
+COUNTING_LOCUSTFILE = """
+import json, os
+from locust import FastHttpUser, constant, events, task
+
+COUNTS = {"role": "", "requests": 0, "reported": 0}
+
+@events.request.add_listener
+def _count(**_):
+    COUNTS["requests"] += 1
+
+@events.init.add_listener
+def _init(environment, **_):
+    from locust.runners import WorkerRunner
+    COUNTS["role"] = "worker" if isinstance(environment.runner, WorkerRunner) else "master"
+    if COUNTS["role"] == "worker":  # added after Locust's own listener, which fills the report
+        @environment.events.report_to_master.add_listener
+        def _sent(client_id, data, **_):
+            COUNTS["reported"] += data["stats_total"]["num_requests"]
+
+@events.quit.add_listener
+def _quit(**_):
+    with open(f"worker-counts-{os.getpid()}.json", "w") as f:
+        json.dump(COUNTS, f)
+
+class Counted(FastHttpUser):
+    wait_time = constant(0.02)
+
+    @task
+    def health(self):
+        self.client.get("/health", name="GET /health")
+"""
+
+
+def test_the_verdict_of_four_workers_counts_every_workers_requests(gate_project: Gate) -> None:
+    """``workers = 4`` (Locust --processes 4): the request count the gate judges is the sum of what the four
+    worker processes sent, by their own count (no latency verdict here)."""
+    (gate_project.path / "counting.py").write_text(COUNTING_LOCUSTFILE)
+    # no warm-up: its --reset-stats would drop what the workers sent before it
+    shorten(gate_project, duration=3, min_requests=1, warmup=0, extra='locustfile = "counting.py"\nworkers = 4')
+    res = gate_project.run("--env", "staging", "-m", "gate and performance")
+    assert res.report is not None, res.output
+    workdir = gate_project.path / ".deploygate" / "performance"
+    rows = [json.loads(f.read_text()) for f in sorted(workdir.glob("worker-counts-*.json"))]
+    workers = [row for row in rows if row["role"] == "worker"]
+    assert len(workers) == 4, (rows, res.output)
+    made = sum(row["requests"] for row in workers)
+    assert made > 0 and all(row["requests"] > 0 for row in workers), rows
+    assert sum(row["reported"] for row in workers) == made  # every request reached the master in a report
+    assert res.metric("performance.requests_count")["value"] == made, (rows, res.output)
+    raw = json.loads(Path(res.report["artifacts"]["locust_json"]).read_text())
+    assert sum(e["num_requests"] for e in raw) == made
+    assert res.metric("performance.endpoint.requests_count", endpoint="GET /health")["value"] == made
 
 
 def test_load_is_pinned_to_one_xdist_worker(gate_project: Gate) -> None:
