@@ -22,360 +22,328 @@ import fnmatch
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from .failures import Unverified
-from .schema import Either, MapOf, Num, OneOf, Source
-from .specs import LATE_FIELDS, TEMPLATE_FIELDS, check_template
+from .schema import Either, MapOf, Num, OneOf, Section, Source, Where, build, key, validate
+from .sections import LATE_FIELDS, TEMPLATE_FIELDS
+
+S = TypeVar("S", bound=Section)
 
 # --------------------------------------------------------------------------------------------------
-# Configuration: schema, dataclasses, builders
+# Configuration: one frozen dataclass per table (schema, default and builder in one place)
 
 #: what a resource name may use: the environment's fields (``{service}``, ``{stage}``, ``{account_id}``, ...)
-NAME_FIELDS = TEMPLATE_FIELDS
-#: what an expected value (a function's environment variable) may use: the launched addresses too
-VALUE_FIELDS = TEMPLATE_FIELDS | LATE_FIELDS
-
-FUNCTION_SPEC = {
-    "name": str, "optional": bool, "state": str, "runtime": str,
-    "memory_mb": Num(128, 10240, integer=True), "timeout_s": Num(1, 900, integer=True),
-    "image_tag": str, "environment": MapOf(str), "distinct_role": bool,
-}
-USER_POOL_SPEC = {"name": str, "id": str, "optional": bool}
-QUEUE_SPEC = {"name": str, "optional": bool, "dlq": bool, "dlq_name": str}
-LOG_GROUP_SPEC = {"name": str, "optional": bool, "retention_days": Num(1, 3653, integer=True)}
-SECRET_SPEC = {"name": str, "optional": bool, "kms_key": str, "rotation": bool}
-PARAMETER_SPEC = {"name": str, "optional": bool, "type": OneOf("SecureString", "String", "StringList"),
-                  "kms_key": str}
-TABLE_SPEC = {"name": str, "optional": bool, "pitr": bool, "sse": bool}
+NAME_FIELDS = frozenset(TEMPLATE_FIELDS)
+#: what an expected value (a function's environment variable, a CORS origin) may use: the addresses too
+VALUE_FIELDS = frozenset(TEMPLATE_FIELDS | LATE_FIELDS)
 PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
-BUCKET_SPEC = {"name": str, "optional": bool, "encryption": bool,
-               "public_access_block": Either(bool, [OneOf(*PUBLIC_ACCESS_FLAGS)])}
-API_SPEC = {"name": str, "id": str, "stage": str, "optional": bool,
-            "throttling": {"rate": Num(0, 1e9), "burst": Num(0, 1e9, integer=True)},
-            "cors_origins": [str]}
-
-#: ``[environments.X.resources]``: ``tables``/``buckets`` entries are names, or tables with a name and options
-RESOURCES_SPEC: dict[str, Any] = {
-    # a name, or { name = ..., pitr = true, ... } (checked entry by entry by build_resources)
-    "tables": [Either(str, dict)], "buckets": [Either(str, dict)],
-    "functions": [FUNCTION_SPEC], "user_pools": [USER_POOL_SPEC], "queues": [QUEUE_SPEC],
-    "log_groups": [LOG_GROUP_SPEC], "secrets": [SECRET_SPEC], "parameters": [PARAMETER_SPEC],
-    "apis": [API_SPEC],
-}
-
-ALARM_SPEC = {"name": str, "prefix": str, "optional": bool}
 STATISTICS = ("Sum", "Average", "Maximum", "Minimum", "SampleCount")
-CLOUDWATCH_METRIC_SPEC = {
-    "name": str, "namespace": str, "metric": str, "dimensions": MapOf(str), "stat": str,
-    "window_s": Num(60, 15 * 86400, integer=True), "missing": OneOf("zero", "skip"), "unit": str,
-}
-#: ``[environments.X.monitoring]``
-MONITORING_SPEC: dict[str, Any] = {"alarms": [ALARM_SPEC], "metrics": [CLOUDWATCH_METRIC_SPEC]}
+
+
+def _name() -> Any:
+    return field(metadata=key(str, template=NAME_FIELDS))
+
+
+def _optional() -> Any:
+    #: absent: SKIPPED with the reason (never PASS) instead of FAIL; present but broken still FAILS
+    return field(default=False, metadata=key(bool))
+
+
+def _exactly_one(raw: Mapping[str, Any], where: Where, first: str, second: str, what: str) -> None:
+    if bool(raw.get(first)) == bool(raw.get(second)):
+        raise where.error(f"{what}: give exactly one of {first} and {second}")
 
 
 @dataclass(frozen=True)
-class FunctionSpec:
+class FunctionSpec(Section):
     """A Lambda function expected in the environment's account (``environment`` values are templates)."""
 
-    name: str
-    optional: bool = False
-    state: str = "Active"
-    runtime: str | None = None
-    memory_mb: int | None = None
-    timeout_s: int | None = None
+    NOUN: ClassVar[str] = "a Lambda function"
+
+    name: str = _name()
+    optional: bool = _optional()
+    state: str = field(default="Active", metadata=key(str))
+    runtime: str | None = field(default=None, metadata=key(str))
+    memory_mb: int | None = field(default=None, metadata=key(Num(128, 10240, integer=True)))
+    timeout_s: int | None = field(default=None, metadata=key(Num(1, 900, integer=True)))
     #: a glob on the image tag of a container-image function (``api-handler-{stage}-*``)
-    image_tag: str | None = None
-    environment: Mapping[str, str] = field(default_factory=dict)
+    image_tag: str | None = field(default=None, metadata=key(str, template=NAME_FIELDS))
+    environment: Mapping[str, str] = field(default_factory=dict, metadata=key(MapOf(str), template=VALUE_FIELDS))
     #: its execution role must differ from the role of the same function in every peer environment
-    distinct_role: bool = True
+    distinct_role: bool = field(default=True, metadata=key(bool))
 
 
 @dataclass(frozen=True)
-class UserPoolSpec:
-    name: str = ""
-    id: str = ""
-    optional: bool = False
+class UserPoolSpec(Section):
+    """A Cognito user pool, found by ``name`` or by ``id``."""
+
+    NOUN: ClassVar[str] = "a user pool"
+
+    name: str = field(default="", metadata=key(str, template=NAME_FIELDS))
+    id: str = field(default="", metadata=key(str, template=NAME_FIELDS))
+    optional: bool = _optional()
 
     @property
     def label(self) -> str:
         return self.name or self.id
 
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any], where: Where) -> UserPoolSpec:
+        _exactly_one(raw, where, "name", "id", "a user pool is found by name or by id")
+        return build(cls, raw, where)
+
 
 @dataclass(frozen=True)
-class QueueSpec:
-    name: str
-    optional: bool = False
-    #: a redrive policy to a dead-letter queue is required; its depth is ``smoke.resources.dlq_depth_count``
-    dlq: bool = True
+class QueueSpec(Section):
+    """An SQS queue; its dead-letter queue's depth is ``smoke.resources.dlq_depth_count{queue=...}``."""
+
+    NOUN: ClassVar[str] = "a queue"
+
+    name: str = _name()
+    optional: bool = _optional()
+    #: a redrive policy to a dead-letter queue is required
+    dlq: bool = field(default=True, metadata=key(bool))
     #: the DLQ's expected name (default: whichever the redrive policy names)
-    dlq_name: str | None = None
+    dlq_name: str | None = field(default=None, metadata=key(str, template=NAME_FIELDS))
+
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any], where: Where) -> QueueSpec:
+        if raw.get("dlq_name") and raw.get("dlq") is False:
+            raise where.error("dlq_name needs dlq = true", "dlq_name")
+        return build(cls, raw, where)
 
 
 @dataclass(frozen=True)
-class LogGroupSpec:
-    name: str
-    optional: bool = False
+class LogGroupSpec(Section):
+    NOUN: ClassVar[str] = "a log group"
+
+    name: str = _name()
+    optional: bool = _optional()
     #: the retention expected exactly (default: any retention, but one must be set)
-    retention_days: int | None = None
+    retention_days: int | None = field(default=None, metadata=key(Num(1, 3653, integer=True)))
 
 
 @dataclass(frozen=True)
-class SecretSpec:
-    name: str
-    optional: bool = False
-    #: a glob on the KMS key id/ARN/alias that encrypts it (default: any; every secret is encrypted)
-    kms_key: str | None = None
-    rotation: bool = False
+class SecretSpec(Section):
+    """A Secrets Manager secret: described, never read."""
+
+    NOUN: ClassVar[str] = "a secret"
+
+    name: str = _name()
+    optional: bool = _optional()
+    #: a glob on the KMS key that encrypts it (default: any; every secret is encrypted)
+    kms_key: str | None = field(default=None, metadata=key(str))
+    rotation: bool = field(default=False, metadata=key(bool))
 
 
 @dataclass(frozen=True)
-class ParameterSpec:
-    name: str
-    optional: bool = False
-    type: str = "SecureString"
-    kms_key: str | None = None
+class ParameterSpec(Section):
+    """An SSM parameter: described, never read."""
+
+    NOUN: ClassVar[str] = "a parameter"
+
+    name: str = _name()
+    optional: bool = _optional()
+    type: str = field(default="SecureString", metadata=key(OneOf("SecureString", "String", "StringList")))
+    kms_key: str | None = field(default=None, metadata=key(str))
 
 
 @dataclass(frozen=True)
-class TableSpec:
-    """Options a DynamoDB table must have (``tables`` entries written as tables)."""
+class TableSpec(Section):
+    """A ``resources.tables`` entry: a DynamoDB table's name, and the options it must have."""
 
-    name: str
-    optional: bool = False
+    NOUN: ClassVar[str] = "a table"
+
+    name: str = _name()
+    optional: bool = _optional()
     #: point-in-time recovery enabled
-    pitr: bool = False
+    pitr: bool = field(default=False, metadata=key(bool))
     #: encrypted with a KMS key (AWS managed or the customer's), not only DynamoDB's default owned key
-    sse: bool = False
+    sse: bool = field(default=False, metadata=key(bool))
+
+    @property
+    def probed(self) -> bool:
+        """Whether the probes check it (the smoke suite checks every table's existence anyway)."""
+        return self.pitr or self.sse or self.optional
 
 
 @dataclass(frozen=True)
-class BucketSpec:
-    name: str
-    optional: bool = False
+class BucketSpec(Section):
+    """A ``resources.buckets`` entry: an S3 bucket's name, and the options it must have."""
+
+    NOUN: ClassVar[str] = "a bucket"
+
+    name: str = _name()
+    optional: bool = _optional()
     #: a default server-side encryption configuration
-    encryption: bool = False
+    encryption: bool = field(default=False, metadata=key(bool))
     #: the public-access-block settings that must be on (``public_access_block = true``: all four; a
     #: website served through a public-read policy can still block ACLs)
-    public_access_block: tuple[str, ...] = ()
+    public_access_block: tuple[str, ...] = field(
+        default=(), metadata=key(Either(bool, [OneOf(*PUBLIC_ACCESS_FLAGS)])))
+
+    @property
+    def probed(self) -> bool:
+        return self.encryption or bool(self.public_access_block) or self.optional
+
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any], where: Where) -> BucketSpec:
+        block = raw.get("public_access_block", False)
+        return build(cls, raw, where, public_access_block=PUBLIC_ACCESS_FLAGS if block is True else tuple(block or ()))
 
 
 @dataclass(frozen=True)
-class ApiSpec:
+class ApiSpec(Section):
     """An API Gateway REST API stage: exists, throttled, and (HTTP APIs) CORS as expected."""
 
-    name: str = ""
-    id: str = ""
-    stage: str = "{stage}"
-    optional: bool = False
+    NOUN: ClassVar[str] = "an API"
+
+    name: str = field(default="", metadata=key(str, template=NAME_FIELDS))
+    id: str = field(default="", metadata=key(str, template=NAME_FIELDS))
+    stage: str = field(default="{stage}", metadata=key(str, template=NAME_FIELDS))
+    optional: bool = _optional()
+    rate: float | None = field(default=None, metadata=key(Num(0, 1e9), "throttling.rate"))
+    burst: int | None = field(default=None, metadata=key(Num(0, 1e9, integer=True), "throttling.burst"))
+    cors_origins: tuple[str, ...] | None = field(default=None, metadata=key([str], template=VALUE_FIELDS))
+    #: throttling (rate and burst on ``*/*``) must be set
     throttling: bool = True
-    rate: float | None = None
-    burst: int | None = None
-    cors_origins: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
         return f"{self.name or self.id}/{self.stage}"
 
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any], where: Where) -> ApiSpec:
+        _exactly_one(raw, where, "name", "id", "an API is found by name or by id")
+        return build(cls, raw, where)
+
+
+def _entries(cls: type[S], raw: Mapping[str, Any], kind: str, where: Where) -> tuple[S, ...]:
+    """``tables``/``buckets`` entries (a name, or a table with a name and options) as ``cls``."""
+    out = []
+    for i, entry in enumerate(raw.get(kind, [])):
+        at = where.at(kind, f"[{i}]")
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        else:
+            validate(entry, cls, at.src, at.path)
+        out.append(cls.from_table(entry, at))
+    return tuple(out)
+
 
 @dataclass(frozen=True)
-class ResourcesSpec:
-    """The AWS resources the probes check, besides the table/bucket existence checks of the smoke suite."""
+class ResourcesSpec(Section):
+    """``resources``: the AWS resources of the environment. ``tables``/``buckets`` feed the smoke suite's
+    existence checks (``Environment.tables``/``buckets``) and, with options, the probes."""
 
-    functions: tuple[FunctionSpec, ...] = ()
-    user_pools: tuple[UserPoolSpec, ...] = ()
-    queues: tuple[QueueSpec, ...] = ()
-    log_groups: tuple[LogGroupSpec, ...] = ()
-    secrets: tuple[SecretSpec, ...] = ()
-    parameters: tuple[ParameterSpec, ...] = ()
-    #: tables and buckets declared with options (pitr, sse, encryption, public_access_block)
-    tables: tuple[TableSpec, ...] = ()
-    buckets: tuple[BucketSpec, ...] = ()
-    apis: tuple[ApiSpec, ...] = ()
+    NOUN: ClassVar[str] = "resources"
+
+    # a name, or { name = ..., pitr = true, ... }: each entry is checked against TableSpec/BucketSpec
+    tables: tuple[TableSpec, ...] = field(default=(), metadata=key([Either(str, dict)]))
+    buckets: tuple[BucketSpec, ...] = field(default=(), metadata=key([Either(str, dict)]))
+    functions: tuple[FunctionSpec, ...] = field(default=(), metadata=key([FunctionSpec]))
+    user_pools: tuple[UserPoolSpec, ...] = field(default=(), metadata=key([UserPoolSpec]))
+    queues: tuple[QueueSpec, ...] = field(default=(), metadata=key([QueueSpec]))
+    log_groups: tuple[LogGroupSpec, ...] = field(default=(), metadata=key([LogGroupSpec]))
+    secrets: tuple[SecretSpec, ...] = field(default=(), metadata=key([SecretSpec]))
+    parameters: tuple[ParameterSpec, ...] = field(default=(), metadata=key([ParameterSpec]))
+    apis: tuple[ApiSpec, ...] = field(default=(), metadata=key([ApiSpec]))
+
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any], where: Where) -> ResourcesSpec:
+        return build(cls, raw, where, tables=_entries(TableSpec, raw, "tables", where),
+                     buckets=_entries(BucketSpec, raw, "buckets", where))
 
 
 @dataclass(frozen=True)
-class AlarmSpec:
+class AlarmSpec(Section):
     """CloudWatch alarms that must exist and not be in ALARM: one by ``name``, or every one whose name
     starts with ``prefix`` (at least one must)."""
 
-    name: str = ""
-    prefix: str = ""
-    optional: bool = False
+    NOUN: ClassVar[str] = "an alarm entry"
+
+    name: str = field(default="", metadata=key(str, template=NAME_FIELDS))
+    prefix: str = field(default="", metadata=key(str, template=NAME_FIELDS))
+    optional: bool = _optional()
 
     @property
     def label(self) -> str:
         return self.name or f"{self.prefix}*"
 
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any], where: Where) -> AlarmSpec:
+        _exactly_one(raw, where, "name", "prefix", "an alarm entry names one alarm or a family (prefix)")
+        return build(cls, raw, where)
+
 
 @dataclass(frozen=True)
-class CloudWatchMetricSpec:
-    """A CloudWatch statistic over the last ``window_s`` seconds, recorded as the gate metric ``name``."""
+class CloudWatchMetricSpec(Section):
+    """A CloudWatch statistic over the last ``window_s`` seconds, recorded as the gate metric ``name``
+    (judged by its threshold in thresholds.toml: ``custom.`` names need no declaration there)."""
 
-    name: str
-    namespace: str
-    metric: str
-    stat: str = "Sum"
-    dimensions: Mapping[str, str] = field(default_factory=dict)
-    window_s: int = 900
+    NOUN: ClassVar[str] = "a CloudWatch metric"
+
+    name: str = field(metadata=key(str))
+    namespace: str = field(metadata=key(str))
+    metric: str = field(metadata=key(str))
+    stat: str = field(default="Sum", metadata=key(str))
+    dimensions: Mapping[str, str] = field(default_factory=dict, metadata=key(MapOf(str), template=NAME_FIELDS))
+    window_s: int = field(default=900, metadata=key(Num(60, 15 * 86400, integer=True)))
     #: no datapoint in the window: "zero" (a count of events that did not happen) or "skip"
-    missing: str = "skip"
-    unit: str | None = None
+    missing: str = field(default="skip", metadata=key(OneOf("zero", "skip")))
+    unit: str | None = field(default=None, metadata=key(str))
+
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any], where: Where) -> CloudWatchMetricSpec:
+        name = raw.get("name", "")
+        parts = name.split(".")
+        if name and (len(parts) < 2 or not all(p.replace("_", "").isalnum() for p in parts)):
+            raise where.error(f"name {name!r} must be a gate metric name like custom.lambda_errors_count "
+                              "(judged by its threshold in thresholds.toml)", "name")
+        stat = raw.get("stat", "Sum")
+        if stat not in STATISTICS and parse_percentile(stat) is None:
+            raise where.error(f"stat must be one of {', '.join(STATISTICS)} or a percentile like p95, got {stat!r}",
+                              "stat")
+        return build(cls, raw, where)
 
 
 @dataclass(frozen=True)
-class MonitoringSpec:
-    alarms: tuple[AlarmSpec, ...] = ()
-    metrics: tuple[CloudWatchMetricSpec, ...] = ()
+class MonitoringSpec(Section):
+    """``monitoring``: CloudWatch alarms and statistics of the environment."""
+
+    NOUN: ClassVar[str] = "monitoring"
+
+    alarms: tuple[AlarmSpec, ...] = field(default=(), metadata=key([AlarmSpec]))
+    metrics: tuple[CloudWatchMetricSpec, ...] = field(default=(), metadata=key([CloudWatchMetricSpec]))
+
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any], where: Where) -> MonitoringSpec:
+        seen: set[str] = set()
+        for i, m in enumerate(raw.get("metrics", [])):
+            if m.get("name") in seen:
+                raise where.error(f"duplicate metric name {m['name']!r}", "metrics", f"[{i}]", "name")
+            seen.add(m.get("name"))
+        return build(cls, raw, where)
 
 
-def _entry(raw: Any, spec: dict[str, Any], src: Source, where: tuple[str, ...]) -> dict[str, Any]:
-    """A ``tables``/``buckets`` entry as a table: a plain name becomes ``{name = ...}``."""
-    from .schema import validate
-
-    if isinstance(raw, str):
-        return {"name": raw}
-    validate(raw, spec, src, where)
-    return dict(raw)
+# the form config.py used before sections registered themselves (kept while it moves over)
+RESOURCES_SPEC = ResourcesSpec
+MONITORING_SPEC = MonitoringSpec
 
 
-def _named(raw: dict[str, Any], src: Source, where: tuple[str, ...], fields: set[str] = NAME_FIELDS) -> str:
-    name = raw.get("name")
-    if not name:
-        raise src.error("needs a name", where)
-    check_template(name, fields, src, (*where, "name"))
-    return str(name)
+def build_resources(raw: dict[str, Any], src: Source, path: tuple[str, ...]) -> ResourcesSpec:
+    return ResourcesSpec.from_table(raw, Where(src, path))
 
 
-def _template(value: str | None, src: Source, where: tuple[str, ...], fields: set[str] = NAME_FIELDS) -> None:
-    if value:
-        check_template(value, fields, src, where)
+def build_monitoring(raw: dict[str, Any], src: Source, path: tuple[str, ...]) -> MonitoringSpec:
+    return MonitoringSpec.from_table(raw, Where(src, path))
 
 
 def table_names(raw: dict[str, Any], src: Source, path: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """The name templates of ``resources.tables`` and ``resources.buckets`` (entries may be tables)."""
-    out: tuple[list[str], list[str]] = ([], [])
-    for kind, spec, names in (("tables", TABLE_SPEC, out[0]), ("buckets", BUCKET_SPEC, out[1])):
-        for i, entry in enumerate(raw.get(kind, [])):
-            where = (*path, kind, f"[{i}]")
-            names.append(_named(_entry(entry, spec, src, where), src, where))
-    return out
-
-
-def build_resources(raw: dict[str, Any], src: Source, path: tuple[str, ...]) -> ResourcesSpec:
-    """``raw``: the validated ``resources`` table of one environment (defaults merged in)."""
-
-    def each(kind: str) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
-        return [(entry, (*path, kind, f"[{i}]")) for i, entry in enumerate(raw.get(kind, []))]
-
-    functions = []
-    for f, where in each("functions"):
-        name = _named(f, src, where)
-        for key, value in f.get("environment", {}).items():
-            check_template(value, VALUE_FIELDS, src, (*where, "environment", key))
-        _template(f.get("image_tag"), src, (*where, "image_tag"))
-        functions.append(FunctionSpec(
-            name=name, optional=f.get("optional", False), state=f.get("state", "Active"),
-            runtime=f.get("runtime"), memory_mb=f.get("memory_mb"), timeout_s=f.get("timeout_s"),
-            image_tag=f.get("image_tag"), environment=dict(f.get("environment", {})),
-            distinct_role=f.get("distinct_role", True)))
-
-    pools = []
-    for p, where in each("user_pools"):
-        if bool(p.get("name")) == bool(p.get("id")):
-            raise src.error("a user pool is found by name or by id: give exactly one", where)
-        _template(p.get("name"), src, (*where, "name"))
-        _template(p.get("id"), src, (*where, "id"))
-        pools.append(UserPoolSpec(name=p.get("name", ""), id=p.get("id", ""), optional=p.get("optional", False)))
-
-    queues = []
-    for q, where in each("queues"):
-        name = _named(q, src, where)
-        _template(q.get("dlq_name"), src, (*where, "dlq_name"))
-        if q.get("dlq_name") and q.get("dlq") is False:
-            raise src.error("dlq_name needs dlq = true", (*where, "dlq_name"))
-        queues.append(QueueSpec(name=name, optional=q.get("optional", False), dlq=q.get("dlq", True),
-                                dlq_name=q.get("dlq_name")))
-
-    log_groups = [LogGroupSpec(_named(g, src, where), g.get("optional", False), g.get("retention_days"))
-                  for g, where in each("log_groups")]
-    secrets = [SecretSpec(_named(s, src, where), s.get("optional", False), s.get("kms_key"), s.get("rotation", False))
-               for s, where in each("secrets")]
-    parameters = [ParameterSpec(_named(p, src, where), p.get("optional", False), p.get("type", "SecureString"),
-                                p.get("kms_key")) for p, where in each("parameters")]
-
-    tables, buckets = [], []
-    for i, entry in enumerate(raw.get("tables", [])):
-        where = (*path, "tables", f"[{i}]")
-        t = _entry(entry, TABLE_SPEC, src, where)
-        if isinstance(entry, dict) and (t.get("pitr") or t.get("sse") or t.get("optional")):
-            tables.append(TableSpec(_named(t, src, where), t.get("optional", False), t.get("pitr", False),
-                                    t.get("sse", False)))
-    for i, entry in enumerate(raw.get("buckets", [])):
-        where = (*path, "buckets", f"[{i}]")
-        b = _entry(entry, BUCKET_SPEC, src, where)
-        if isinstance(entry, dict) and (b.get("encryption") or b.get("public_access_block") or b.get("optional")):
-            block = b.get("public_access_block", False)
-            flags = PUBLIC_ACCESS_FLAGS if block is True else tuple(block or ())
-            buckets.append(BucketSpec(_named(b, src, where), b.get("optional", False), b.get("encryption", False),
-                                      flags))
-
-    apis = []
-    for a, where in each("apis"):
-        if bool(a.get("name")) == bool(a.get("id")):
-            raise src.error("an API is found by name or by id: give exactly one", where)
-        for key in ("name", "id", "stage"):
-            _template(a.get(key), src, (*where, key))
-        for j, origin in enumerate(a.get("cors_origins", [])):
-            check_template(origin, VALUE_FIELDS, src, (*where, "cors_origins", f"[{j}]"))
-        throttling = a.get("throttling", {})
-        apis.append(ApiSpec(name=a.get("name", ""), id=a.get("id", ""), stage=a.get("stage", "{stage}"),
-                            optional=a.get("optional", False), rate=throttling.get("rate"),
-                            burst=throttling.get("burst"),
-                            cors_origins=tuple(a["cors_origins"]) if "cors_origins" in a else None))
-
-    return ResourcesSpec(functions=tuple(functions), user_pools=tuple(pools), queues=tuple(queues),
-                         log_groups=tuple(log_groups), secrets=tuple(secrets), parameters=tuple(parameters),
-                         tables=tuple(tables), buckets=tuple(buckets), apis=tuple(apis))
-
-
-def build_monitoring(raw: dict[str, Any], src: Source, path: tuple[str, ...]) -> MonitoringSpec:
-    """``raw``: the validated ``monitoring`` table of one environment (defaults merged in)."""
-    alarms = []
-    for i, a in enumerate(raw.get("alarms", [])):
-        where = (*path, "alarms", f"[{i}]")
-        if bool(a.get("name")) == bool(a.get("prefix")):
-            raise src.error("an alarm entry names one alarm (name) or a family (prefix): give exactly one", where)
-        _template(a.get("name"), src, (*where, "name"))
-        _template(a.get("prefix"), src, (*where, "prefix"))
-        alarms.append(AlarmSpec(name=a.get("name", ""), prefix=a.get("prefix", ""), optional=a.get("optional", False)))
-
-    metrics = []
-    seen: set[str] = set()
-    for i, m in enumerate(raw.get("metrics", [])):
-        where = (*path, "metrics", f"[{i}]")
-        for key in ("name", "namespace", "metric"):
-            if not m.get(key):
-                raise src.error(f"a CloudWatch metric needs {key}", where)
-        name = m["name"]
-        parts = name.split(".")
-        if len(parts) < 2 or not all(parts) or not all(p.replace("_", "").isalnum() for p in parts):
-            raise src.error(f"name {name!r} must be a gate metric name like custom.lambda_errors_count "
-                            "(judged by its threshold in thresholds.toml)", (*where, "name"))
-        if name in seen:
-            raise src.error(f"duplicate metric name {name!r}", (*where, "name"))
-        seen.add(name)
-        stat = m.get("stat", "Sum")
-        if stat not in STATISTICS and parse_percentile(stat) is None:
-            raise src.error(f"stat must be one of {', '.join(STATISTICS)} or a percentile like p95, got {stat!r}",
-                            (*where, "stat"))
-        for key, value in m.get("dimensions", {}).items():
-            check_template(value, NAME_FIELDS, src, (*where, "dimensions", key))
-        metrics.append(CloudWatchMetricSpec(
-            name=name, namespace=m["namespace"], metric=m["metric"], stat=stat,
-            dimensions=dict(m.get("dimensions", {})), window_s=m.get("window_s", 900),
-            missing=m.get("missing", "skip"), unit=m.get("unit")))
-    return MonitoringSpec(alarms=tuple(alarms), metrics=tuple(metrics))
+    spec = build_resources(raw, src, path)
+    return [t.name for t in spec.tables], [b.name for b in spec.buckets]
 
 
 def parse_percentile(stat: str) -> float | None:
@@ -435,14 +403,14 @@ def call(client: Any, operation: str, what: str, *, absent: frozenset[str] | set
         raise Unverified(f"{what}: could not check: {operation}: {describe_error(exc)}") from None
 
 
-def pages(client: Any, operation: str, what: str, key: str, **params: Any) -> list[Any]:
-    """Every item under ``key`` of a paginated list/describe call (same errors as :func:`call`)."""
+def pages(client: Any, operation: str, what: str, items_key: str, **params: Any) -> list[Any]:
+    """Every item under ``items_key`` of a paginated list/describe call (same errors as :func:`call`)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     items: list[Any] = []
     try:
         for page in client.get_paginator(operation).paginate(**params):
-            items.extend(page.get(key, []))
+            items.extend(page.get(items_key, []))
     except ClientError as exc:
         raise Unverified(f"{what}: could not check: {operation}: {describe_error(exc)}") from None
     except BotoCoreError as exc:
@@ -480,10 +448,10 @@ def function_problems(function: Mapping[str, Any], spec: FunctionSpec, expected_
     if spec.state and state is not None and state != spec.state:
         reason = cfg.get("StateReason")
         problems.append(f"state is {state}, expected {spec.state}" + (f" ({reason})" if reason else ""))
-    for key, label, expected in (("Runtime", "runtime", spec.runtime), ("MemorySize", "memory", spec.memory_mb),
-                                 ("Timeout", "timeout", spec.timeout_s)):
-        if expected is not None and cfg.get(key) != expected:
-            problems.append(f"{label} is {cfg.get(key)!r}, expected {expected!r}")
+    for setting, label, expected in (("Runtime", "runtime", spec.runtime), ("MemorySize", "memory", spec.memory_mb),
+                                     ("Timeout", "timeout", spec.timeout_s)):
+        if expected is not None and cfg.get(setting) != expected:
+            problems.append(f"{label} is {cfg.get(setting)!r}, expected {expected!r}")
     if spec.image_tag is not None:
         uri = function.get("Code", {}).get("ImageUri") or cfg.get("ImageConfigResponse", {}).get("ImageUri", "")
         tag = image_tag_of(uri or "")
@@ -493,11 +461,11 @@ def function_problems(function: Mapping[str, Any], spec: FunctionSpec, expected_
         elif tag is None or not fnmatch.fnmatchcase(tag, spec.image_tag):
             problems.append(f"image tag is {tag!r} ({uri}), expected {spec.image_tag!r}")
     variables = (cfg.get("Environment") or {}).get("Variables") or {}
-    for key, expected in expected_env.items():
-        if key not in variables:
-            problems.append(f"environment variable {key} is not set (expected {expected!r})")
-        elif variables[key] != expected:
-            problems.append(f"environment variable {key} = {variables[key]!r}, expected {expected!r}")
+    for var, expected in expected_env.items():
+        if var not in variables:
+            problems.append(f"environment variable {var} is not set (expected {expected!r})")
+        elif variables[var] != expected:
+            problems.append(f"environment variable {var} = {variables[var]!r}, expected {expected!r}")
     return problems
 
 

@@ -52,6 +52,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if env is None:
         return
     r, m = env.resources, env.monitoring
+    tables = [t for t in r.tables if t.probed]
+    buckets = [b for b in r.buckets if b.probed]
     params: dict[str, tuple[Any, list[str]]] = {
         "function": (r.functions, [f.name for f in r.functions]),
         "user_pool": (r.user_pools, [p.label for p in r.user_pools]),
@@ -59,8 +61,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "log_group": (r.log_groups, [g.name for g in r.log_groups]),
         "secret": (r.secrets, [s.name for s in r.secrets]),
         "parameter": (r.parameters, [p.name for p in r.parameters]),
-        "table_options": (r.tables, [t.name for t in r.tables]),
-        "bucket_options": (r.buckets, [b.name for b in r.buckets]),
+        "table_options": (tables, [t.name for t in tables]),
+        "bucket_options": (buckets, [b.name for b in buckets]),
         "api_stage": (r.apis, [a.label for a in r.apis]),
         "alarm": (m.alarms, [a.label for a in m.alarms]),
         "cloudwatch_metric": (m.metrics, [c.name for c in m.metrics]),

@@ -118,7 +118,9 @@ functions = [{ name = "{service}-{stage}-api", environment = { STAGE = "{stage}"
     assert staging.tables == ("shop-staging-orders", "shop-staging-plain")
     assert staging.buckets == ("shop-staging-site",)
     r = staging.resources
-    assert r.tables == (TableSpec("{service}-{stage}-orders", pitr=True, sse=True),)
+    assert r.tables == (TableSpec("{service}-{stage}-orders", pitr=True, sse=True),
+                        TableSpec("{service}-{stage}-plain"))
+    assert [t.probed for t in r.tables] == [True, False]
     assert r.buckets == (BucketSpec("{service}-{stage}-site", encryption=True,
                                     public_access_block=("BlockPublicAcls",)),)
     assert r.functions[0].memory_mb == 512 and r.functions[0].environment["LOG_LEVEL"] == "INFO"
@@ -150,7 +152,7 @@ M = "[environments.staging.monitoring]\n"
 @pytest.mark.parametrize(("text", "key", "message"), [
     (R + 'functions = [{ name = "x", memry_mb = 1 }]',
      "resources.functions.[0].memry_mb", "unknown key 'memry_mb'"),
-    (R + 'functions = [{ runtime = "python3.12" }]', "resources.functions.[0]", "needs a name"),
+    (R + 'functions = [{ runtime = "python3.12" }]', "resources.functions.[0]", "a Lambda function needs 'name'"),
     (R + 'functions = [{ name = "{service}-{stgae}-api" }]',
      "resources.functions.[0].name", "unknown placeholder {stgae}"),
     (R + 'functions = [{ name = "f", environment = { STAGE = "{nope}" } }]',
@@ -165,13 +167,13 @@ M = "[environments.staging.monitoring]\n"
      "expected one of 'SecureString'"),
     (R + 'tables = [{ name = "t", pitr = "yes" }]', "resources.tables.[0].pitr",
      "expected a boolean"),
-    (R + 'tables = [{ pitr = true }]', "resources.tables.[0]", "needs a name"),
+    (R + 'tables = [{ pitr = true }]', "resources.tables.[0]", "a table needs 'name'"),
     (R + 'tables = [3]', "resources.tables.[0]", "expected a string or a dict"),
     (R + 'buckets = [{ name = "b", public_access_block = ["BlockEverything"] }]',
      "resources.buckets.[0].public_access_block", "expected a boolean or an array"),
     (M + 'alarms = [{ name = "a", prefix = "b" }]', "monitoring.alarms.[0]", "exactly one"),
     (M + 'metrics = [{ name = "custom.x_count", namespace = "AWS/Lambda" }]',
-     "monitoring.metrics.[0]", "needs metric"),
+     "monitoring.metrics.[0]", "a CloudWatch metric needs 'metric'"),
     (M + 'metrics = [{ name = "errors", namespace = "N", metric = "M" }]',
      "monitoring.metrics.[0].name", "gate metric name like custom.lambda_errors_count"),
     (M + 'metrics = [{ name = "custom.e", namespace = "N", metric = "M", stat = "Median" }]',
