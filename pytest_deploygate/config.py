@@ -1,6 +1,12 @@
-"""Load and validate ``deploygate.toml`` into frozen dataclasses.
+"""The configuration's entry points: where the files are (:func:`locate_files`, shared by the gate and
+``deploygate check-config``), everything checked before a run (:func:`load_gate`), and what the rest of the
+plugin reads (:class:`Environment`, :class:`Project`).
 
-Pure configuration: no pytest import. Every problem is a :class:`ConfigError` naming file, line and key.
+An environment's table is its own keys plus its sections (:data:`ENVIRONMENT_SECTIONS`: each a dataclass in
+sections.py that is that table's schema, defaults and builder; ``resources`` and ``monitoring`` come from
+resources.py); the rules *between* sections live in :func:`_build_environment`. The machinery (TOML with line numbers, validation, ``${VAR}``) is
+schema.py. Pure configuration: no pytest import. Every problem is a :class:`ConfigError` naming file, line
+and key.
 """
 
 from __future__ import annotations
