@@ -17,8 +17,11 @@ import pytest
 import requests
 
 from gatehelpers import RunningDemo
+from pytest_deploygate.demo import serverless
+from pytest_deploygate.demo.faults import FAULTS, parse_faults
+from pytest_deploygate.demo.service import CognitoAuth
 
-pytestmark = pytest.mark.e2e
+# tests using running_demo are marked e2e by conftest; the unit tests at the end are the fast layer
 
 ENVS = ("dev", "staging", "prod")
 SERVICE = "aipm-backend"
@@ -259,3 +262,80 @@ def test_slow_endpoint_delays_one_path_only(running_demo: RunningDemo) -> None:
     assert fastest("staging", "/api/acceptance-tests") >= 0.8
     assert fastest("staging", "/api/stories") < 0.4
     assert fastest("prod", "/api/acceptance-tests") < 0.4
+
+
+# ---------------------------------------------------------------------------------------------------------- unit
+NEW_FAULTS = ("dlq-not-empty", "alarm-firing", "log-level-wrong", "foreign-token-accepted", "pitr-off",
+              "function-missing", "slow-endpoint")
+
+
+def test_new_faults_are_known_and_described() -> None:
+    assert set(NEW_FAULTS) <= set(FAULTS)
+    assert parse_faults("prod:" + ",prod:".join(NEW_FAULTS), ENVS)["prod"] == frozenset(NEW_FAULTS)
+
+
+def test_log_level_follows_the_seed_and_the_fault_flips_it() -> None:
+    assert [serverless.log_level(s) for s in ENVS] == ["DEBUG", "INFO", "INFO"]
+    assert [serverless.log_level(s, frozenset({"log-level-wrong"})) for s in ENVS] == ["INFO", "DEBUG", "DEBUG"]
+
+
+def test_foreign_token_fault_trusts_dev_or_else_the_next_environment() -> None:
+    class Env:
+        def __init__(self, name: str) -> None:
+            self.name = self.stage = name
+            self.peers: dict[str, Env] = {}
+
+    envs = {n: Env(n) for n in ENVS}
+    for e in envs.values():
+        e.peers = envs
+    assert {n: serverless.foreign_peer(e).name for n, e in envs.items()} == {  # type: ignore[arg-type,union-attr]
+        "dev": "staging", "staging": "dev", "prod": "dev"}
+    alone = Env("prod")
+    alone.peers = {"prod": alone}
+    assert serverless.foreign_peer(alone) is None  # type: ignore[arg-type]
+
+
+def _auth(pool: str, client: str, keys: object, trusted: list[dict[str, str]] | None = None) -> CognitoAuth:
+    auth = CognitoAuth({"USER_POOL_ID": pool, "USER_POOL_CLIENT_ID": client, "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+                        "TRUSTED_USER_POOLS": json.dumps(trusted or [])})
+    for issuer in auth.pools:
+        auth._keys[issuer] = keys  # what the pool's JWKS would give
+    return auth
+
+
+def test_token_check_wants_the_pool_the_client_the_key_and_time() -> None:
+    from joserfc import jwk, jwt
+    from joserfc.jwk import KeySet
+
+    key = jwk.RSAKey.generate_key(2048, parameters={"kid": "k1"})
+    other = jwk.RSAKey.generate_key(2048, parameters={"kid": "k1"})
+    keys = KeySet.import_key_set({"keys": [key.as_dict(private=False)]})
+    now = int(time.time())
+    iss = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_own"
+    claims = {"iss": iss, "aud": "own-client", "token_use": "id", "exp": now + 60, "iat": now, "sub": "u"}
+
+    def sign(c: dict[str, Any], k: Any = key) -> str:
+        return jwt.encode({"alg": "RS256", "kid": "k1"}, c, k)
+
+    auth = _auth("us-east-1_own", "own-client", keys)
+    assert auth.check(sign(claims)) is not None
+    access = {**claims, "token_use": "access", "client_id": "own-client"}
+    del access["aud"]
+    assert auth.check(sign(access)) is not None
+    peer_iss = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_peer"
+    refused = {
+        "peer pool": {**claims, "iss": peer_iss},
+        "other client": {**claims, "aud": "peer-client"},
+        "expired": {**claims, "exp": now - 60},
+        "refresh": {**claims, "token_use": "refresh"},
+        "no expiry": {k: v for k, v in claims.items() if k != "exp"},
+    }
+    for why, c in refused.items():
+        assert auth.check(sign(c)) is None, why
+    assert auth.check(sign(claims, other)) is None  # right claims, wrong signing key
+    assert auth.check("garbage") is None and auth.check("a.b.c") is None
+    # a deploy that also trusts the peer pool (foreign-token-accepted) takes the peer's token
+    trusting = _auth("us-east-1_own", "own-client", keys,
+                     [{"pool_id": "us-east-1_peer", "client_id": "peer-client", "jwks_url": "http://127.0.0.1:9/x"}])
+    assert trusting.check(sign({**claims, "iss": peer_iss, "aud": "peer-client"})) is not None
+    assert trusting.check(sign({**claims, "iss": peer_iss})) is None  # the peer pool with our client id: no
