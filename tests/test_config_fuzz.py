@@ -4,6 +4,7 @@ clean ConfigError/ValueError, never another exception."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
 import string
@@ -13,13 +14,16 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_deploygate.config import ConfigError, load_project
+from pytest_deploygate.config import ENVIRONMENT_SPEC, PROJECT_SPEC, ConfigError, load_project
+from pytest_deploygate.schema import Either, MapOf, Num, OneOf, Section
 from pytest_deploygate.thresholds import load_policy, parse_condition
 
 KEYS = ["service", "defaults", "environments", "staging", "prod", "base_url", "stage", "protected", "launch",
         "aws", "region", "auth", "value", "resources", "tables", "smoke", "health", "path", "status", "crud",
         "collections", "isolation", "performance", "users", "duration_s", "security", "allowlist", "expires",
-        "metrics", "fail", "warn", "publish", "webhook", "url", "http", "read_timeout_s", "tasks"]
+        "metrics", "fail", "warn", "publish", "webhook", "url", "http", "read_timeout_s", "tasks", "endpoints",
+        "protected_endpoints", "error_probes", "method", "distributed", "expect_workers", "frontend", "expect",
+        "cloudwatch", "monitoring", "functions", "queues", "alarms", "name"]
 scalars = st.one_of(
     st.integers(-10, 10**6), st.booleans(), st.floats(allow_nan=False, allow_infinity=False, width=32),
     st.sampled_from(["", "x", "${NOPE}", "${HOME}", "{stage}", "{nope}", "> 5", "< 95%", "2026-01-01", "demo",
@@ -32,6 +36,8 @@ tomlish = st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=4
 
 
 def _toml_value(v: object) -> str:
+    if isinstance(v, datetime.date):
+        return v.isoformat()  # a TOML local date
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -78,6 +84,58 @@ def test_random_environments_give_results_or_config_errors(envs: dict[str, dict[
         lines.append(f"[environments.{name}]")
         lines += [f'"{k}" = {_toml_value(v)}' for k, v in body.items()]
     _check("\n".join(lines), lambda p: load_project(p, environ={}))
+
+
+# Schema-guided: tables shaped like the real sections (each key optional, values mostly of the right type,
+# sometimes not), so the builders behind validation meet the combinations a user can write.
+
+TEXTS = st.sampled_from(["", "x", "/health", "/api/{stage}", "{service}-{stage}", "{nope}", "${NOPE}", "${HOME}",
+                         "GET", "post", "2026-01-01", "not-a-date", "https://hooks.example.test/${HOME}"])
+
+
+def _from_spec(spec: object, depth: int = 0) -> st.SearchStrategy[object]:
+    if isinstance(spec, type) and issubclass(spec, Section):
+        return _from_spec(spec.schema(), depth)
+    if isinstance(spec, dict):
+        return st.fixed_dictionaries({}, optional={k: _from_spec(v, depth + 1) for k, v in spec.items()})
+    if isinstance(spec, MapOf):
+        return st.dictionaries(st.sampled_from(["a", "b", "FunctionName"]), _from_spec(spec.spec, depth + 1),
+                               max_size=2)
+    if isinstance(spec, list):
+        return st.lists(_from_spec(spec[0], depth + 1), max_size=2)
+    if isinstance(spec, Either):
+        return st.one_of(*(_from_spec(s, depth) for s in spec.specs))
+    if isinstance(spec, OneOf):
+        return st.one_of(st.sampled_from(spec.choices), TEXTS)
+    if isinstance(spec, Num):
+        low, high = spec.low if spec.low is not None else -10, spec.high if spec.high is not None else 10**6
+        around = st.sampled_from([low, high, low - 1, high + 1, (low + high) / 2, 0, 1, 2])
+        return around.map(lambda x: int(x) if spec.integer else float(x))
+    if spec is bool:
+        return st.booleans()
+    if spec is int:
+        return st.integers(-2, 200)
+    if spec is str:
+        return TEXTS
+    if spec is datetime.date:
+        return st.dates(datetime.date(2020, 1, 1), datetime.date(2040, 1, 1))
+    return st.one_of(TEXTS, st.integers(0, 3), st.booleans())  # object, NUMBER
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(_from_spec(ENVIRONMENT_SPEC), st.dictionaries(st.sampled_from(["dev", "prod"]), _from_spec(ENVIRONMENT_SPEC),
+                                                     min_size=1, max_size=2),
+       _from_spec(PROJECT_SPEC["publish"]))
+def test_tables_shaped_like_the_sections_give_results_or_config_errors(
+        defaults: dict[str, object], envs: dict[str, dict[str, object]], publish: dict[str, object]) -> None:
+    doc = {"service": "svc", "defaults": {"base_url": "http://127.0.0.1:1", **defaults}, "environments": envs,
+           "publish": publish}
+    _check(_toml_doc(doc), lambda p: load_project(p, environ={"HOME": "/root"}))
+
+
+def _toml_doc(doc: dict[str, object]) -> str:
+    """``doc`` as TOML: every top-level table as one line of inline tables."""
+    return "\n".join(f'"{k}" = {_toml_value(v)}' for k, v in doc.items())
 
 
 @settings(max_examples=300, deadline=None)
