@@ -18,7 +18,7 @@ from gatehelpers import REFUSAL, Gate, RunningDemo, prod_state
 from pytest_deploygate.aws import EnvironmentAWS
 from pytest_deploygate.config import AwsSpec, Environment, HttpSpec
 from pytest_deploygate.failures import WriteRefused
-from pytest_deploygate.specs import SmokeSpec
+from pytest_deploygate.sections import SmokeSpec
 
 
 def _closed_port() -> int:
