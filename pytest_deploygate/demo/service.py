@@ -136,10 +136,12 @@ class CognitoAuth:
             return self._keys[issuer]
 
     def warm(self) -> None:
-        from joserfc import jwt  # noqa: F401  (imported now, not on the first token)
-
+        """Import the JOSE library and fetch each pool's keys now, not on the first token (what fails here is
+        tried again then, and answered 503)."""
+        with contextlib.suppress(Exception):
+            from joserfc import jwt  # noqa: F401
         for issuer in self.pools:
-            with contextlib.suppress(Exception):  # if it fails, fetched again on the first token
+            with contextlib.suppress(Exception):
                 self.keys(issuer)
 
     def check(self, token: str) -> dict[str, Any] | None:
@@ -368,7 +370,7 @@ class Service:
             return 503, {"message": "no user pool configured"}
         try:
             claims = self.auth.check(token.strip())
-        except Exception:  # the pool's keys could not be fetched: the token could not be checked
+        except Exception:  # the pool's keys could not be fetched (or read): the token could not be checked
             return 503, {"message": "token keys unavailable"}
         if claims is None:
             return 401, {"message": "invalid token"}
