@@ -29,6 +29,7 @@ from pytest_deploygate.resources import (
     bucket_problems,
     call,
     cors_problems,
+    describe_error,
     dlq_depth,
     function_problems,
     log_group_problems,
@@ -99,11 +100,22 @@ class Probe:
                                "not deployed yet)") from None
         if isinstance(exc, Unverified):  # could not check: counted, and the check fails saying so
             self.gate.record("smoke.unverified_count", 1, check=self.what)
+            return False
+        if exc is not None and _is_botocore_error(exc):
+            # before any call: no credentials, an unknown profile, a bad region or endpoint
+            self.gate.record("smoke.unverified_count", 1, check=self.what)
+            raise Unverified(f"{self.what}: could not check: {describe_error(exc)}") from None
         return False
 
     def fail(self, problems: list[str]) -> None:
         if problems:
             raise CheckFailure(f"{self.what}: " + "; ".join(problems))
+
+
+def _is_botocore_error(exc: BaseException) -> bool:
+    from botocore.exceptions import BotoCoreError
+
+    return isinstance(exc, BotoCoreError)
 
 
 def _probe(gate: Any, env: Any, kind: str, name: str, optional: bool, skip_absent: bool) -> Probe:
@@ -126,7 +138,9 @@ def test_function(aws, aws_for, deploy_env, peers, function, gate, skip_absent) 
                 try:
                     theirs = call(aws_for(peer).client("lambda"), "get_function", f"{peer.name}'s {peer_name}",
                                   FunctionName=peer_name)
-                except (Absent, Unverified) as exc:
+                except Exception as exc:  # absent, could not check, no credentials for the peer's account
+                    if not isinstance(exc, (Absent, Unverified)) and not _is_botocore_error(exc):
+                        raise
                     gate.note(f"{probe.what}: role not compared with {peer.name}: {exc}")
                     continue
                 peer_roles[peer.name] = theirs.get("Configuration", {}).get("Role", "")
@@ -313,10 +327,9 @@ def test_cloudwatch_metric(aws, deploy_env, cloudwatch_metric, gate) -> None:  #
         params["Statistics"] = ["SampleCount"]
     if spec.unit:
         params["Unit"] = spec.unit
-    try:
-        answer = call(aws.client("cloudwatch"), "get_metric_statistics", what, absent=set(), **params)
-    except Unverified as exc:
-        gate.could_not_check("smoke", what, str(exc).split("could not check: ", 1)[-1], metric=spec.name)
+    with _probe(gate, deploy_env, "CloudWatch metric", f"{spec.namespace} {spec.metric} {spec.stat}", False,
+                False) as probe:
+        answer = call(aws.client("cloudwatch"), "get_metric_statistics", probe.what, absent=set(), **params)
     value = aggregate(answer.get("Datapoints", []), spec.stat)
     if value is None:
         if spec.missing == "skip":

@@ -143,6 +143,18 @@ alarms = [{{ prefix = "{{service}}-{{stage}}-" }}]
     unverified = res.metric("smoke.unverified_count", check="Lambda function shop-staging-api in staging")
     assert unverified["value"] == 1
 
+    # no credentials for the account at all (an unknown profile): could not check either
+    config = gate_project.path / "deploygate.toml"
+    config.write_text(config.read_text().replace('region = "us-east-1" }',
+                                                 'region = "us-east-1", profile = "deploygate-no-such-profile" }'))
+    res = gate_project.run("--env", "staging", "--no-preflight", *PROBES, "-rA")
+    assert res.ret == 1, res.output
+    reasons = {nodeid.split("::", 1)[1]: reason for nodeid, reason in res.failed_tests().items()}
+    assert reasons["test_function[shop-staging-api]"] == (
+        "Lambda function shop-staging-api in staging: could not check: ProfileNotFound: The config profile "
+        "(deploygate-no-such-profile) could not be found"), reasons
+    assert "Traceback" not in res.output
+
 
 def test_api_stage_probe_reads_throttling(gate_project: Gate, running_demo: RunningDemo) -> None:
     """The reference deployment's API is a local process; a REST API stage is created in staging's account
