@@ -2,11 +2,11 @@
 ``deploygate check-config``), everything checked before a run (:func:`load_gate`), and what the rest of the
 plugin reads (:class:`Environment`, :class:`Project`).
 
-An environment's table is its own keys plus its sections (:data:`ENVIRONMENT_SECTIONS`: each a dataclass in
-sections.py that is that table's schema, defaults and builder; ``resources`` and ``monitoring`` come from
-resources.py); the rules *between* sections live in :func:`_build_environment`. The machinery (TOML with line numbers, validation, ``${VAR}``) is
-schema.py. Pure configuration: no pytest import. Every problem is a :class:`ConfigError` naming file, line
-and key.
+An environment's table is its own keys plus its sections (:data:`ENVIRONMENT_SECTIONS`: each a dataclass,
+in sections.py or, for ``resources`` and ``monitoring``, in resources.py, that is that table's schema,
+defaults and builder); the rules *between* sections live in :func:`_build_environment`. The machinery
+(TOML with line numbers, validation, ``${VAR}``) is schema.py. Pure configuration: no pytest import. Every
+problem is a :class:`ConfigError` naming file, line and key.
 """
 
 from __future__ import annotations
@@ -18,15 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .resources import (
-    MONITORING_SPEC,
-    RESOURCES_SPEC,
-    MonitoringSpec,
-    ResourcesSpec,
-    build_monitoring,
-    build_resources,
-    table_names,
-)
+from .resources import MonitoringSpec, ResourcesSpec
 from .schema import ConfigError, MapOf, OneOf, Section, Source, Where, expand_vars, read_toml, validate
 from .sections import (
     DEPLOYED_FIELDS,
@@ -56,6 +48,7 @@ THRESHOLDS_FILE = "thresholds.toml"
 ENVIRONMENT_SECTIONS: dict[str, type[Section]] = {
     "aws": AwsSpec, "auth": AuthSpec, "http": HttpSpec, "smoke": SmokeSpec, "crud": CrudSpec,
     "isolation": IsolationSpec, "performance": PerformanceSpec, "security": SecuritySpec,
+    "resources": ResourcesSpec, "monitoring": MonitoringSpec,
 }
 
 #: ``[environments.NAME]`` (and ``[defaults]``): its own keys, then its sections
@@ -65,9 +58,6 @@ ENVIRONMENT_SPEC: dict[str, Any] = {
     "frontend_url": str,
     "protected": bool,
     "launch": OneOf("demo"),
-    # lane probes: resources.py (its own builders until it follows the Section pattern)
-    "resources": RESOURCES_SPEC,
-    "monitoring": MONITORING_SPEC,
     **ENVIRONMENT_SECTIONS,
 }
 
@@ -106,7 +96,7 @@ class Environment:
     security: SecuritySpec = field(default_factory=SecuritySpec)
     #: what a launched deployment tells about itself: source_dir, requirements, osv_url
     deployed: Mapping[str, str] = field(default_factory=dict)
-    #: AWS resources and monitoring the probes (suites/test_resources.py) check
+    #: AWS resources and monitoring the probes (suites/test_resources.py) check (resources.py)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
 
@@ -209,12 +199,10 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
     if "auth" not in raw:
         sections["auth"] = None
 
-    resources_raw = raw.get("resources", {})
-    table_templates, bucket_templates = table_names(resources_raw, src, (*path, "resources"))
-    tables = tuple(t.format_map(fields) for t in table_templates)
-    buckets = tuple(b.format_map(fields) for b in bucket_templates)
-    resources = build_resources(resources_raw, src, (*path, "resources"))
-    monitoring = build_monitoring(raw.get("monitoring", {}), src, (*path, "monitoring"))
+    resources: ResourcesSpec = sections["resources"]
+    # the names the smoke suite checks exist (and isolation keeps apart), filled in for this environment
+    tables = tuple(t.name.format_map(fields) for t in resources.tables)
+    buckets = tuple(b.name.format_map(fields) for b in resources.buckets)
 
     smoke: SmokeSpec = sections["smoke"]
     if smoke.frontend is not None and launch != "demo" and "frontend_url" not in raw:
@@ -232,7 +220,7 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
     return Environment(
         name=name, service=service, stage=stage, base_url=raw.get("base_url", ""),
         frontend_url=raw.get("frontend_url", ""), protected=raw.get("protected", False),
-        launch=launch, tables=tables, buckets=buckets, resources=resources, monitoring=monitoring, **sections,
+        launch=launch, tables=tables, buckets=buckets, **sections,
     )
 
 
