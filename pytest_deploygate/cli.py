@@ -110,8 +110,9 @@ def demo_down(args: argparse.Namespace) -> int:
 def demo_faults(args: argparse.Namespace) -> int:
     from .demo.faults import FAULTS
 
+    width = max(map(len, FAULTS))
     for name, doc in FAULTS.items():
-        print(f"{name:<16} {doc}")
+        print(f"{name:<{width}} {doc}")
     return EXIT_OK
 
 
