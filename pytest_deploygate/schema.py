@@ -511,17 +511,12 @@ class Section:
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
-        cached = _SCHEMAS.get(cls)
-        if cached is None:
-            cached = _SCHEMAS[cls] = _schema_of(cls)
-        return cached
+        """The table's closed schema, derived from the fields when asked (nothing is computed at import)."""
+        return _schema_of(cls)
 
     @classmethod
     def from_table(cls: type[S], raw: Mapping[str, Any], where: Where) -> S:
         return build(cls, raw, where)
-
-
-_SCHEMAS: dict[type, dict[str, Any]] = {}
 
 
 def _keys(cls: type) -> list[tuple[dataclasses.Field[Any], Any, tuple[str, ...], frozenset[str] | None]]:
