@@ -156,14 +156,17 @@ alarms = [{{ prefix = "{{service}}-{{stage}}-" }}]
     assert "Traceback" not in res.output
 
 
-def test_api_stage_probe_reads_throttling(gate_project: Gate, running_demo: RunningDemo) -> None:
-    """The reference deployment's API is a local process; a REST API stage is created in staging's account
-    here, as its deploy would, to prove the probe against moto."""
+def test_api_stages_and_cloudwatch_statistics(gate_project: Gate, running_demo: RunningDemo) -> None:
+    """What the reference deployment does not have is created in staging's account here, as a deploy and its
+    traffic would: REST API stages (the reference API is a local process) and Lambda datapoints."""
+    import datetime
+
     import boto3
 
     info = running_demo.state["environments"]["staging"]
-    apigw = boto3.client("apigateway", endpoint_url=info["endpoint_url"], region_name="us-east-1",
-                         aws_access_key_id="testing", aws_secret_access_key="testing")
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                    region_name="us-east-1")
+    apigw = session.client("apigateway", endpoint_url=info["endpoint_url"])
     throttled = apigw.create_rest_api(name="aipm-backend-staging-api")["id"]
     bare = apigw.create_rest_api(name="aipm-backend-staging-admin")["id"]
     for api_id in (throttled, bare):
@@ -174,18 +177,54 @@ def test_api_stage_probe_reads_throttling(gate_project: Gate, running_demo: Runn
     apigw.update_stage(restApiId=throttled, stageName="staging", patchOperations=[
         {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": "100"},
         {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": "200"}])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    function = [{"Name": "FunctionName", "Value": "aipm-backend-staging-api"}]
+    session.client("cloudwatch", endpoint_url=info["endpoint_url"]).put_metric_data(Namespace="AWS/Lambda", MetricData=[
+        *({"MetricName": "Errors", "Dimensions": function, "Value": v, "Timestamp": now - datetime.timedelta(minutes=m)}
+          for v, m in ((2, 1), (1, 3))),
+        *({"MetricName": "Duration", "Dimensions": function, "Value": v, "Unit": "Milliseconds",
+           "Timestamp": now - datetime.timedelta(minutes=m)} for v, m in ((120, 1), (2400, 2), (80, 3))),
+        # outside the 15 minute window: not counted
+        {"MetricName": "Errors", "Dimensions": function, "Value": 50, "Timestamp": now - datetime.timedelta(hours=2)},
+    ])
     config = gate_project.path / "deploygate.toml"
     config.write_text(config.read_text() + """
 [environments.staging.resources]
-apis = [{ name = "{service}-{stage}-api", throttling = { rate = 100, burst = 200 } },
-        { name = "{service}-{stage}-admin" }, { name = "{service}-{stage}-web", optional = true }]
-""")
-    res = gate_project.run("--env", "staging", "-m", "gate and smoke", "-k", "test_resources and test_api_stage",
-                           "-rA")
+apis = [
+    { name = "{service}-{stage}-api", throttling = { rate = 100, burst = 200 } },
+    { name = "{service}-{stage}-admin" },
+    { name = "{service}-{stage}-web", optional = true },
+]
+
+""" + "".join(f"""
+[[environments.staging.monitoring.metrics]]
+name = "{name}"
+namespace = "AWS/Lambda"
+metric = "{metric}"
+dimensions = {{ FunctionName = "{{service}}-{{stage}}-api" }}
+{extra}
+""" for name, metric, extra in (("custom.lambda_errors_count", "Errors", 'missing = "zero"'),
+                                 ("custom.lambda_duration_max_ms", "Duration", 'stat = "Maximum"'),
+                                 ("custom.lambda_throttles_count", "Throttles", ""))))
+    policy = gate_project.generous_policy()
+    policy.write_text(policy.read_text().replace("[metrics]\n", '[metrics]\n"custom.lambda_errors_count" = '
+                                                 '{ fail = "> 0" }\n"custom.lambda_duration_max_ms" = '
+                                                 '{ warn = "> 1000", fail = "> 3000" }\n', 1))
+    res = gate_project.run("--env", "staging", "-m", "gate and smoke", "-k",
+                           "test_resources and (test_api_stage or test_cloudwatch_metric)", "-rA")
     assert res.ret == 1, res.output
+    # API stages: throttled passes, unthrottled fails naming why, an absent optional one is skipped
     assert "PASSED test_resources.py::test_api_stage[aipm-backend-staging-api/staging]" in res.stdout
     reasons = {nodeid.split("::", 1)[1]: reason for nodeid, reason in res.failed_tests().items()}
     assert reasons == {"test_api_stage[aipm-backend-staging-admin/staging]":
                        "API Gateway stage aipm-backend-staging-admin/staging in staging: has no throttling on */* "
                        "(rate and burst limits)"}
     assert "aipm-backend-staging-web/staging in staging does not exist (no REST API named " in res.stdout
+    # CloudWatch statistics over the window, judged by the policy
+    errors = res.metric("custom.lambda_errors_count")
+    assert errors["value"] == 3 and errors["verdict"] == "FAIL"
+    duration = res.metric("custom.lambda_duration_max_ms")
+    assert duration["value"] == 2400 and duration["verdict"] == "WARN"
+    # no Throttles datapoint and missing = "skip" (the default): skipped, not a zero
+    assert re.search(r"SKIPPED \[1\] \S*test_resources\.py:\d+: CloudWatch AWS/Lambda Throttles Sum in staging: no "
+                     r"datapoints in the last 900 s", res.stdout), res.stdout
