@@ -215,3 +215,26 @@ def prod_state(demo: RunningDemo) -> dict[str, Any]:
             "objects": sorted((o["Key"], o["ETag"]) for o in _s3(demo, "prod").list_objects_v2(Bucket=bucket).get(
                 "Contents", [])),
             "api_writes": requests.get(demo.api("prod") + "/_demo/stats", timeout=10).json()["writes"]}
+
+
+class ProdState:
+    """What a write to prod would change: its tables, its frontend bucket and the API's write counter."""
+
+    def __init__(self, demo: RunningDemo) -> None:
+        import boto3
+
+        self.demo = demo
+        info = demo.state["environments"]["prod"]
+        self.s3 = boto3.client("s3", endpoint_url=info["endpoint_url"], region_name="us-east-1",
+                               aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.bucket = info["frontend_url"].rsplit("/", 2)[-2]
+
+    def snapshot(self) -> dict[str, Any]:
+        import requests
+
+        objects = self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
+        bodies = {o["Key"]: self.s3.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read() for o in objects}
+        tables = {t: sorted(json.dumps(i, sort_keys=True) for i in items)
+                  for t, items in self.demo.items("prod").items()}
+        writes = requests.get(self.demo.api("prod") + "/_demo/stats", timeout=5).json()["writes"]
+        return {"tables": tables, "bucket": bodies, "writes": writes}

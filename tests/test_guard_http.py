@@ -3,40 +3,15 @@ transport and decides by destination, whatever fixture made the client (issue 10
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from typing import Any
 
-import boto3
 import pytest
 import requests
 from hostile import HostileServer
 
-from gatehelpers import Gate, RunningDemo
+from gatehelpers import REFUSAL, Gate, ProdState, RunningDemo
 
 pytestmark = pytest.mark.e2e
-
-REFUSED = "environment prod is protected (read-only); pass --allow-writes to let the gate write to it"
-
-
-class ProdState:
-    """What a write to prod would change: its tables, its frontend bucket and the API's write counter."""
-
-    def __init__(self, demo: RunningDemo) -> None:
-        self.demo = demo
-        info = demo.state["environments"]["prod"]
-        self.s3 = boto3.client("s3", endpoint_url=info["endpoint_url"], region_name="us-east-1",
-                               aws_access_key_id="testing", aws_secret_access_key="testing")
-        self.bucket = info["frontend_url"].rsplit("/", 2)[-2]
-
-    def snapshot(self) -> dict[str, Any]:
-        objects = self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
-        bodies = {o["Key"]: self.s3.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read() for o in objects}
-        tables = {t: sorted(json.dumps(i, sort_keys=True) for i in items)
-                  for t, items in self.demo.items("prod").items()}
-        writes = requests.get(self.demo.api("prod") + "/_demo/stats", timeout=5).json()["writes"]
-        return {"tables": tables, "bucket": bodies, "writes": writes}
-
 
 @pytest.fixture
 def prod(gate_project: Gate) -> Iterator[tuple[RunningDemo, str]]:
@@ -53,7 +28,7 @@ def prod(gate_project: Gate) -> Iterator[tuple[RunningDemo, str]]:
 def _refusals(failed: dict[str, str], expected: dict[str, str]) -> None:
     for test, method in expected.items():
         reason = failed.get(f"test_mine.py::{test}", "")
-        assert f"refused {method} http://127.0.0.1:" in reason and REFUSED in reason, (test, reason)
+        assert f"refused {method} http://127.0.0.1:" in reason and REFUSAL in reason, (test, reason)
 
 
 def test_no_http_route_writes_to_prod_from_a_prod_run(gate_project: Gate, prod: tuple[RunningDemo, str]) -> None:

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from test_guard_http import REFUSED, ProdState
 
-from gatehelpers import Gate, RunningDemo
+from gatehelpers import REFUSAL, Gate, ProdState, RunningDemo
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +90,7 @@ def prod(gate_project: Gate) -> Iterator[RunningDemo]:
 def _refused(failed: dict[str, str], expected: dict[str, str]) -> None:
     for test, method in expected.items():
         reason = failed.get(f"test_mine.py::{test}", "")
-        assert f"refused {method} http://127.0.0.1:" in reason and REFUSED in reason, (test, reason)
+        assert f"refused {method} http://127.0.0.1:" in reason and REFUSAL in reason, (test, reason)
 
 
 def test_clients_a_test_builds_itself_cannot_write_to_prod(gate_project: Gate, prod: RunningDemo) -> None:
