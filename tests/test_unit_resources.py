@@ -6,6 +6,7 @@ against the reference deployment's moto servers)."""
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from pathlib import Path
 
@@ -342,12 +343,17 @@ def test_resource_ids_are_unique_and_formatted() -> None:
 # AWS errors: absent, or could not check
 
 
-def _stubbed(service: str):  # type: ignore[no-untyped-def]
+@functools.cache
+def _session():  # type: ignore[no-untyped-def]
     import boto3
+
+    return boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1")
+
+
+def _stubbed(service: str):  # type: ignore[no-untyped-def]
     from botocore.stub import Stubber
 
-    client = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x",
-                                   region_name="us-east-1").client(service)
+    client = _session().client(service)
     return client, Stubber(client)
 
 
@@ -380,13 +386,12 @@ def test_refused_or_failed_is_could_not_check_never_missing(code: str) -> None:
 def test_an_unreachable_endpoint_is_could_not_check() -> None:
     import socket
 
-    import boto3
     from botocore.config import Config
 
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1").client(
+    client = _session().client(
         "logs", endpoint_url=f"http://127.0.0.1:{port}",
         config=Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1}))
     with pytest.raises(Unverified, match="could not check: describe_log_groups: EndpointConnectionError"):
