@@ -37,24 +37,25 @@ def _rss_mb() -> float:
 
 def _gate_run(tmp: Path) -> Any:
     from pytest_deploygate.config import load_gate, locate_files
-    from pytest_deploygate.run import GateRun
+    from pytest_deploygate.run import GateRun, RunSettings, Target
 
     files = locate_files(REPO)
     project, policies = load_gate(files, ["staging"])
-    run = GateRun(env_name="staging", env_source="--env", project=project, policy=policies["staging"],
-                  config_path=files.config, report_path=tmp / "report.json")
-    run.extra_secrets.add("Zk3pQ9vX2mL7rT4wB8nY1cF6")  # a launched deployment's API token: every output is redacted
+    settings = RunSettings(env_name="staging", env_source="--env", project=project, policy=policies["staging"],
+                           config_path=files.config, report_path=tmp / "report.json")
+    run = GateRun(settings, Target(project))
+    # a launched deployment's API token: every output is redacted
+    run.target.extra_secrets.add("Zk3pQ9vX2mL7rT4wB8nY1cF6")
     return run
 
 
 def child_findings(n: int, tmp: Path) -> tuple[float, int]:
     import pytest
 
-    from pytest_deploygate.plugin import Collector
-    from pytest_deploygate.run import FINDING_PROPERTY, RunStart
+    from pytest_deploygate.run import FINDING_PROPERTY
 
     run = _gate_run(tmp)
-    collector = Collector(run, RunStart("staging", run.report_path))
+    secrets = run.secrets
     distinct = n - n // 10
     findings = [json.dumps({"check": "bandit", "severity": ("HIGH", "MEDIUM", "LOW")[i % 3],
                             "text": f"B{100 + i % 600}: issue in src/module_{i // 50}.py:{i % 997 + 1}"})
@@ -69,10 +70,10 @@ def child_findings(n: int, tmp: Path) -> tuple[float, int]:
             user_properties=props))
     t0 = time.perf_counter()
     for report in reports:
-        collector.pytest_runtest_logreport(report)
+        run.results.collect(report, secrets)
     elapsed = time.perf_counter() - t0
-    assert len(run.findings) == distinct, len(run.findings)
-    return elapsed, len(run.findings)
+    assert len(run.results.findings) == distinct, len(run.results.findings)
+    return elapsed, len(run.results.findings)
 
 
 METRIC_SHAPES = (
@@ -89,26 +90,27 @@ METRIC_SHAPES = (
 def child_metrics(n: int, tmp: Path) -> tuple[float, int]:
     from pytest_deploygate import __version__
     from pytest_deploygate.gate import judge, make_metric
-    from pytest_deploygate.redaction import redact_value
-    from pytest_deploygate.report.json_report import build_report, write_report
+    from pytest_deploygate.report.json_report import write_report
+    from pytest_deploygate.report.model import GateReport
 
     run = _gate_run(tmp)
     for i in range(n):
         name, unit, value, samples = METRIC_SHAPES[i % len(METRIC_SHAPES)]
-        run.metrics.append(make_metric(name, value(i), unit, {"path": f"/api/items/{i}"},
+        run.results.metrics.append(make_metric(name, value(i), unit, {"path": f"/api/items/{i}"},
                                        f"suites/test_x.py::test_{i // 10}", samples(i)))
     for t in range(n // 10):
-        run.outcomes[f"suites/test_x.py::test_{t}"] = ("smoke", "passed", "")
+        run.results.outcomes[f"suites/test_x.py::test_{t}"] = ("smoke", "passed", "")
     t0 = time.perf_counter()
-    # what the plugin's pytest_sessionfinish does once the verdict hooks have run
-    run.verdict = judge(run.env_name, run.metrics, run.policy, run.tallies(), run.fail_on_warn,
-                        run.fail_on_inconclusive)
+    # what the session's pytest_sessionfinish does once the verdict hooks have run (report.deliver)
+    settings = run.settings
+    verdict = judge(run.env_name, run.results.metrics, run.policy, run.results.tallies(), settings.fail_on_warn,
+                    settings.fail_on_inconclusive)
     t1 = time.perf_counter()
-    run.report = redact_value(build_report(run, 0, __version__), run.secrets)
-    write_report(run.report, run.report_path, run.secrets, run.markdown_path)
+    report = GateReport.of_verdict(run, verdict, 0, __version__).redacted(run.secrets)
+    write_report(report, settings.report_path, run.secrets, settings.markdown_path)
     elapsed = time.perf_counter() - t0
     SPLIT["judge_s"], SPLIT["report_s"] = t1 - t0, elapsed - (t1 - t0)
-    written = json.loads(run.report_path.read_text())
+    written = json.loads(run.settings.report_path.read_text())
     assert len(written["metrics"]) == n
     return elapsed, n
 

@@ -203,6 +203,7 @@ def report(args: argparse.Namespace) -> int:
     import json
 
     from .report.markdown import render_markdown
+    from .report.model import GateReport
 
     path = Path(args.path)
     try:
@@ -214,7 +215,11 @@ def report(args: argparse.Namespace) -> int:
         return _fail(f"{path}: not a gate report: {exc}", EXIT_USAGE)
     if not isinstance(data, dict) or "verdict" not in data:
         return _fail(f"{path}: not a gate report: no verdict in it", EXIT_USAGE)
-    sys.stdout.write(render_markdown(data))
+    try:
+        model = GateReport.from_dict(data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        return _fail(f"{path}: not a gate report: {exc}", EXIT_USAGE)
+    sys.stdout.write(render_markdown(model))
     return EXIT_FAILED if data.get("blocks_promotion", data["verdict"] != "PASS") else EXIT_OK
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import Environment
     from .gate import Metric
     from .http import GateHTTP
-    from .records import Collection, Datastore, Identity, Ledger, Left
+    from .records import Collection, Datastore, Identity, Ledger
     from .specs import CollectionSpec
 
 
@@ -68,7 +68,7 @@ def http_client(deploygate_run: GateRun, request: pytest.FixtureRequest) -> Iter
     from .http import client_for, leak_watcher, protected_guard
 
     made: list[GateHTTP] = []
-    guard = protected_guard((deploygate_run.environments or deploygate_run.project.environments).values(),
+    guard = protected_guard(deploygate_run.environments.values(),
                             deploygate_run.allow_writes)
     # the error probes inspect their own error answers (and count them under probe=)
     scan = "error_probe" not in request.fixturenames
@@ -204,38 +204,22 @@ def records(deploygate_run: GateRun, http_client: Callable[..., GateHTTP],
     that still cannot be removed fails the teardown and is named, with the ``deploygate cleanup``
     command to run, in the gate summary."""
     from .records import Ledger, describe_left
+    from .session import get_session
 
     ledger = Ledger()
-    LEDGERS.append(ledger)
+    # the session purges ledgers whose teardown never ran (an interrupted run)
+    ledgers = session.ledgers if (session := get_session(request.config)) is not None else []
+    ledgers.append(ledger)
     try:
         yield Records(deploygate_run, http_client, ledger, aws_for)
     finally:
         left = ledger.purge()
-        if ledger in LEDGERS:
-            LEDGERS.remove(ledger)
+        if ledger in ledgers:
+            ledgers.remove(ledger)
         if left:
             text = "deploygate: " + describe_left(left, deploygate_run.run_id)
             request.node.user_properties.append((NOTE_PROPERTY, text))
             pytest.fail(text, pytrace=False)
-
-
-#: ledgers of running tests, purged at session end if a teardown never ran (interrupted run)
-LEDGERS: list[Ledger] = []
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_sessionfinish(session: pytest.Session) -> Any:
-    """An interrupted run: remove the records of tests that never reached their teardown (and creates
-    that were in flight) before the report is written, so what stays is named in it."""
-    left: list[Left] = []
-    for ledger in list(LEDGERS):
-        left += ledger.purge()
-    run = get_run(session.config)
-    if left and run is not None:
-        from .records import describe_left
-
-        run.notes.append("deploygate: " + describe_left(left, run.run_id))
-    return (yield)
 
 
 @dataclass(frozen=True)

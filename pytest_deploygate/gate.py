@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .metrics import CATEGORIES, OTHER, category_of_metric, category_of_test
 from .thresholds import (
     FAIL,
     INCONCLUSIVE,
@@ -25,13 +26,9 @@ from .thresholds import (
     worst,
 )
 
-CATEGORIES = ("smoke", "crud", "isolation", "performance", "security")
-OTHER = "other"
-
-
-def metric_category(name: str) -> str:
-    """``smoke`` for ``smoke.health.latency_ms``."""
-    return name.split(".", 1)[0]
+# one rule each for a metric's and a test's category: the metric catalogue's
+metric_category = category_of_metric
+category_of = category_of_test
 
 
 @dataclass(frozen=True)
@@ -190,6 +187,16 @@ class TestTally:
     failures: list[dict[str, str]] = field(default_factory=list)
 
 
+def format_value(value: float, unit: str = "") -> str:
+    """A figure as every report shows it: ``98.0 %``, ``412.3 ms``, ``3 findings``-style counts as integers;
+    at most one decimal for ms and %, otherwise up to 6 significant digits."""
+    if unit in ("ms", "%", "s") and value != int(value):
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:g}"
+    return f"{text} {unit}" if unit else text
+
+
 @dataclass(frozen=True)
 class MetricResult:
     name: str
@@ -215,13 +222,12 @@ class MetricResult:
     @property
     def breach(self) -> str:
         """``key = value unit breaches fail level > limit``: why this threshold fails (or warns)."""
-        return (f"{self.key} = {self.value:g} {self.unit} breaches {self.verdict.lower()} "
-                f"level {self.limit}").replace("  ", " ")
+        return f"{self.key} = {format_value(self.value, self.unit)} breaches {self.verdict.lower()} level {self.limit}"
 
     @property
     def judged(self) -> str:
         """``FAIL: key = value unit (threshold)``, with the sample behind the figure when there is one."""
-        return f"{self.verdict}: {self.key} = {self.value:g} {self.unit} ({self.threshold}){self.evidence}"
+        return f"{self.verdict}: {self.key} = {format_value(self.value, self.unit)} ({self.threshold}){self.evidence}"
 
     @property
     def evidence(self) -> str:
@@ -271,14 +277,6 @@ class Verdict:
     def thresholds(self) -> list[tuple[MetricResult, bool]]:
         """Every judged (non-INFO) metric, and whether it fails the gate."""
         return [(m, self.blocks(m.verdict)) for m in self.metrics if m.verdict != INFO]
-
-
-def category_of(keywords: Iterable[str]) -> str:
-    names = set(keywords)
-    for category in CATEGORIES:
-        if category in names:
-            return category
-    return OTHER
 
 
 def judge(environment: str, metrics: Iterable[Metric], policy: Policy,
@@ -333,6 +331,7 @@ __all__ = [
     "TestTally",
     "Verdict",
     "category_of",
+    "format_value",
     "judge",
     "judge_value",
     "make_metric",

@@ -10,10 +10,29 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: The prefix of a user's own metrics; never checked against the catalogue.
 CUSTOM_PREFIX = "custom."
+#: The gate's categories, in the order the suites run and reports list them.
+CATEGORIES = ("smoke", "crud", "isolation", "performance", "security")
+#: The category of a test that carries no category marker.
+OTHER = "other"
+
+
+def category_of_metric(name: str) -> str:
+    """A metric's category is the first part of its name: ``smoke`` for ``smoke.health.latency_ms``."""
+    return name.split(".", 1)[0]
+
+
+def category_of_test(keywords: Iterable[str]) -> str:
+    """A test's category is its first category marker (``@pytest.mark.smoke``), else ``other``."""
+    names = set(keywords)
+    for category in CATEGORIES:
+        if category in names:
+            return category
+    return OTHER
 
 
 @dataclass(frozen=True)
@@ -26,7 +45,7 @@ class MetricInfo:
 
     @property
     def category(self) -> str:
-        return self.name.split(".", 1)[0]
+        return category_of_metric(self.name)
 
 
 UNVERIFIED = "checks that could not verify (5xx, timeout, dropped connection): never a finding"

@@ -6,21 +6,31 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from . import __version__
-from .run import GateRun
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Project
+    from .run import GateRun
 
-DEMO_STATE = Path(".deploygate") / "demo" / "demo.json"
+#: where a reference deployment started by ``deploygate demo`` leaves its state, under the project root
+DEMO_STATE_DIR = Path(".deploygate") / "demo"
+DEMO_STATE_FILE = "demo.json"
 
 
-def demo_stages(run: GateRun) -> dict[str, str]:
-    return {n: e.stage for n, e in run.project.environments.items() if e.launch == "demo"}
+def demo_stages(project: Project) -> dict[str, str]:
+    """The environments this project launches as the reference deployment (``launch = "demo"``): name -> stage."""
+    return {n: e.stage for n, e in project.environments.items() if e.launch == "demo"}
 
 
-def preflight(config: pytest.Config, run: GateRun) -> None:
+class TargetUnavailable(Exception):
+    """The gate could not run: the target could not be launched or does not answer (exit 4)."""
+
+
+def preflight(run: GateRun) -> None:
     """A dead environment fails fast, named once, instead of every check timing out."""
     from .http import RequestFailed, client_for
 
@@ -34,29 +44,28 @@ def preflight(config: pytest.Config, run: GateRun) -> None:
     except RequestFailed as exc:
         if not exc.unreachable:
             return  # something answers (TLS trouble, slowness): the checks will say what is wrong
-        run.error = f"environment {env.name} is unreachable: {exc}"
-        from .report.json_report import write_error_report
-
-        write_error_report(run, __version__)
-        raise pytest.UsageError(f"deploygate: {run.error} (the gate could not run; --no-preflight skips this "
-                                "check)") from None
+        raise TargetUnavailable(f"environment {env.name} is unreachable: {exc}") from None
     finally:
         client.close()
 
 
-def launch_demo(config: pytest.Config, run: GateRun, stages: dict[str, str]) -> None:
+def launch_demo(config: pytest.Config, run: GateRun, stages: Mapping[str, str]) -> None:
+    """Start the reference deployment for ``stages`` (or reuse one ``deploygate demo`` runs for this
+    project) and point the run's target at it; it is stopped at the end of the session."""
     try:
         from .demo.faults import FAULTS_ENV, FaultError, parse_faults
         from .demo.launcher import Demo, DemoError
     except ImportError as exc:  # pragma: no cover - moto missing
-        raise pytest.UsageError(f"deploygate: the reference deployment needs moto: {exc}") from None
+        raise TargetUnavailable(f"the reference deployment needs moto: {exc}") from None
     try:
         faults = parse_faults(os.environ.get(FAULTS_ENV, ""), stages)
     except FaultError as exc:
-        raise pytest.UsageError(f"deploygate: {FAULTS_ENV}: {exc}") from None
-    running = None if os.environ.get(FAULTS_ENV) else Demo.find(Path(config.rootpath) / DEMO_STATE)
+        raise TargetUnavailable(f"{FAULTS_ENV}: {exc}") from None
+    target = run.target
+    state = Path(config.rootpath) / DEMO_STATE_DIR / DEMO_STATE_FILE
+    running = None if os.environ.get(FAULTS_ENV) else Demo.find(state)
     if running is not None and set(stages) <= set(running.environments):
-        run.demo_note = f"reusing the reference deployment started by pid {running.state['owner_pid']}"
+        target.note = f"reusing the reference deployment started by pid {running.state['owner_pid']}"
         demo = running
     else:
         workdir = Path(tempfile.mkdtemp(prefix="deploygate-demo-"))
@@ -65,7 +74,7 @@ def launch_demo(config: pytest.Config, run: GateRun, stages: dict[str, str]) -> 
         except BaseException as exc:  # an interrupt mid-launch too: the processes are stopped, the files go
             shutil.rmtree(workdir, ignore_errors=True)
             if isinstance(exc, (DemoError, OSError)):
-                raise pytest.UsageError(f"deploygate: could not start the reference deployment: {exc}") from None
+                raise TargetUnavailable(f"could not start the reference deployment: {exc}") from None
             raise
 
         def stop() -> None:
@@ -76,6 +85,6 @@ def launch_demo(config: pytest.Config, run: GateRun, stages: dict[str, str]) -> 
 
         config.add_cleanup(stop)
         active = demo.state["faults"]
-        run.demo_note = "launched the reference deployment" + (f" with faults {active}" if active else "")
-    run.demo = demo
-    run.resolve(demo.environments)
+        target.note = "launched the reference deployment" + (f" with faults {active}" if active else "")
+    target.demo = demo
+    target.resolve(demo.environments)

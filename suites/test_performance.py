@@ -80,7 +80,7 @@ def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  #
     if spec.locustfile and not Path(spec.locustfile).is_file():
         raise CheckFailure(f"performance: locustfile {spec.locustfile} not found (performance.locustfile, "
                            f"relative to {Path.cwd()})")
-    workdir = deploygate_run.report_path.parent / "performance"
+    workdir = deploygate_run.settings.report_path.parent / "performance"
     runner = LocustRun(deploy_env, spec, workdir,
                        auth_value=deploy_env.auth.value if deploy_env.auth and deploy_env.auth.value else None,
                        allow_writes=deploygate_run.allow_writes)

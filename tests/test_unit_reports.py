@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 
 from pytest_deploygate.config import AwsSpec, Environment, HttpSpec, Project
-from pytest_deploygate.gate import FAIL, INFO, NO_CHECKS, PASS, WARN, Metric, judge
+from pytest_deploygate.gate import FAIL, INFO, NO_CHECKS, PASS, WARN, Metric, Verdict, judge
 from pytest_deploygate.redaction import MASK, PIECE_CHARS
 from pytest_deploygate.report import terminal  # its tests_cell, imported by name, would be collected as a test
-from pytest_deploygate.report.json_report import RUNNING, build_report, write_report, write_status_report
+from pytest_deploygate.report.json_report import RUNNING, write_report, write_status_report
 from pytest_deploygate.report.markdown import render_markdown
+from pytest_deploygate.report.model import GateReport
 from pytest_deploygate.report.publish import cloudwatch_data, webhook_payload
 from pytest_deploygate.report.terminal import figure, write_summary
-from pytest_deploygate.run import GateRun, RunStart
+from pytest_deploygate.run import GateRun, RunSettings, RunStart, Target
 from pytest_deploygate.specs import CloudWatchSpec, SmokeSpec
 from pytest_deploygate.thresholds import Policy, Threshold, parse_condition
 
@@ -48,13 +49,28 @@ def _run(tmp_path: Path, metrics: list[Metric], outcomes: dict[str, tuple[str, s
          fail_on_warn: bool = False) -> GateRun:
     project = Project(path=tmp_path / "deploygate.toml", service="shop",
                       environments={n: _env(n) for n in ("staging", "prod")}, secrets=frozenset({SECRET}))
-    run = GateRun(env_name="staging", env_source="--env", project=project, policy=POLICY,
-                  config_path=project.path, report_path=tmp_path / ".deploygate" / "report.json",
-                  markdown_path=tmp_path / "summary.md", fail_on_warn=fail_on_warn)
-    run.metrics = metrics
-    run.outcomes = outcomes
-    run.verdict = judge("staging", metrics, POLICY, run.tallies(), fail_on_warn=fail_on_warn)
+    settings = RunSettings(env_name="staging", env_source="--env", project=project, policy=POLICY,
+                           config_path=project.path, report_path=tmp_path / ".deploygate" / "report.json",
+                           markdown_path=tmp_path / "summary.md", fail_on_warn=fail_on_warn)
+    run = GateRun(settings, Target(project))
+    run.results.metrics = metrics
+    run.results.outcomes = outcomes
     return run
+
+
+def _verdict(run: GateRun) -> Verdict:
+    return judge("staging", run.results.metrics, POLICY, run.results.tallies(),
+                 fail_on_warn=run.settings.fail_on_warn)
+
+
+def _model(run: GateRun, exitstatus: int = 1, version: str = "0") -> GateReport:
+    """The report model of the run as the session builds it (judged, then redacted)."""
+    return GateReport.of_verdict(run, _verdict(run), exitstatus, version).redacted(run.secrets)
+
+
+def build_report(run: GateRun, exitstatus: int, version: str) -> dict[str, Any]:
+    """The JSON form, unredacted (redaction is checked on what is written)."""
+    return GateReport.of_verdict(run, _verdict(run), exitstatus, version).to_dict()
 
 
 def _metric(name: str, value: float, **labels: str) -> Metric:
@@ -76,8 +92,8 @@ def _failing_run(tmp_path: Path) -> GateRun:
                 "suites/test_crud.py::test_list": ("crud", "passed", ""),
                 "suites/test_crud.py::test_delete_prod": ("crud", "skipped", "prod is protected"),
                 "suites/test_performance.py::test_load": ("performance", "passed", "")})
-    run.notes.append(f"webhook https://hooks.example.test/{SECRET} not called")
-    run.artifacts["locust_html"] = "/tmp/locust-staging.html"
+    run.results.notes.append(f"webhook https://hooks.example.test/{SECRET} not called")
+    run.results.artifacts["locust_html"] = "/tmp/locust-staging.html"
     return run
 
 
@@ -113,7 +129,7 @@ def test_the_report_of_a_judged_run(tmp_path: Path) -> None:
 
 def test_an_interrupted_run_never_reports_its_partial_verdict_as_the_verdict(tmp_path: Path) -> None:
     run = _run(tmp_path, [_metric(LATENCY, 10.0)], {"suites/test_smoke.py::test_health": ("smoke", "passed", "")})
-    assert run.verdict is not None and run.verdict.verdict == PASS
+    assert _verdict(run).verdict == PASS
     report = build_report(run, exitstatus=2, version="0")
     assert (report["verdict"], report["partial_verdict"]) == ("INTERRUPTED", PASS)
     assert report["interrupted"] is True and report["blocks_promotion"] is True
@@ -129,17 +145,18 @@ def test_a_warn_blocks_in_the_report_exactly_when_fail_on_warn(tmp_path: Path) -
 
 def test_written_report_and_summary_carry_no_secret(tmp_path: Path) -> None:
     run = _failing_run(tmp_path)
-    report = build_report(run, 1, "0")
-    assert SECRET in json.dumps(report)  # the synthetic run does carry it, so the check below means something
-    assert run.markdown_path is not None
-    write_report(report, run.report_path, run.secrets, run.markdown_path)
-    text, markdown = run.report_path.read_text(), run.markdown_path.read_text()
+    report = GateReport.of_verdict(run, _verdict(run), 1, "0")
+    assert SECRET in json.dumps(report.to_dict())  # the synthetic run does carry it, so the check below means something
+    paths = run.settings
+    assert paths.markdown_path is not None
+    write_report(report, paths.report_path, run.secrets, paths.markdown_path)
+    text, markdown = paths.report_path.read_text(), paths.markdown_path.read_text()
     for written in (text, markdown):
         assert _leaks(written) == []
     assert MASK in text and MASK in markdown
     back = json.loads(text)  # still valid JSON, failure reason kept around the mask
     assert back["categories"]["crud"]["failed_tests"][0]["reason"].startswith("POST /items answered 401")
-    assert sorted(p.name for p in run.report_path.parent.iterdir()) == ["report.json"]  # no temporary left
+    assert sorted(p.name for p in paths.report_path.parent.iterdir()) == ["report.json"]  # no temporary left
 
 
 def test_a_running_report_has_no_summary_and_an_interrupted_one_has(tmp_path: Path) -> None:
@@ -160,7 +177,7 @@ def test_a_running_report_has_no_summary_and_an_interrupted_one_has(tmp_path: Pa
 
 
 def test_the_markdown_summary_of_a_failing_run(tmp_path: Path) -> None:
-    md = render_markdown(build_report(_failing_run(tmp_path), 1, "0"))
+    md = render_markdown(GateReport.of_verdict(run := _failing_run(tmp_path), _verdict(run), 1, "0"))
     lines = md.splitlines()
     assert lines[0] == "## ❌ deploygate: staging — GATE FAIL"
     assert "| category | verdict | tests | breaches |" in lines
@@ -178,7 +195,7 @@ def test_the_markdown_summary_of_a_failing_run(tmp_path: Path) -> None:
 
 def test_the_markdown_summary_caps_long_lists(tmp_path: Path) -> None:
     outcomes = {f"suites/test_crud.py::test_{i}": ("crud", "failed", f"reason {i}") for i in range(25)}
-    md = render_markdown(build_report(_run(tmp_path, [], outcomes), 1, "0"))
+    md = render_markdown(_model(_run(tmp_path, [], outcomes)))
     assert "- `suites/test_crud.py::test_19`: reason 19" in md
     assert "test_20`" not in md and "- … 5 more in the JSON report" in md
 
@@ -192,7 +209,7 @@ def test_the_markdown_summary_caps_long_lists(tmp_path: Path) -> None:
      ["GATE INTERRUPTED", "The run was interrupted: partial verdict PASS; blocks promotion."]),
 ])
 def test_the_markdown_summary_of_a_run_without_a_verdict(report: dict[str, Any], says: list[str]) -> None:
-    md = render_markdown(report)
+    md = render_markdown(GateReport.from_dict(report))
     for words in says:
         assert words in md
 
@@ -207,10 +224,6 @@ class _Terminal:
     def __init__(self) -> None:
         self.text = ""
         self.marked: list[tuple[str, dict[str, bool]]] = []
-
-    @property
-    def _tw(self) -> _Terminal:
-        return self
 
     def write_sep(self, sep: str, title: str = "", **markup: bool) -> None:
         self.line(f"{sep * 3} {title} {sep * 3}", **markup)
@@ -232,10 +245,10 @@ class _Terminal:
 
 def test_the_terminal_table_of_a_failing_run(tmp_path: Path) -> None:
     run = _failing_run(tmp_path)
-    run.findings.append({"check": "bandit", "severity": "HIGH", "text": "B602 shell=True in app.py:3"})
-    run.findings.append({"check": "bandit", "severity": "LOW", "text": "B101 assert used"})
+    run.results.findings.append({"check": "bandit", "severity": "HIGH", "text": "B602 shell=True in app.py:3"})
+    run.results.findings.append({"check": "bandit", "severity": "LOW", "text": "B101 assert used"})
     tr = _Terminal()
-    write_summary(tr, run)
+    write_summary(tr, GateReport.of_verdict(run, _verdict(run), 1, "0"), None, "staging", run.settings.report_path)
     lines = [line.rstrip() for line in tr.text.splitlines()]
     assert "deploygate: staging" in lines[0]
     assert any(re.match(r"crud\s+FAIL\s+1/2 \(1 skipped\)\s+crud\.create_ms 6200 ms \(fail level > 5000 ms\)$", line)
@@ -247,39 +260,35 @@ def test_the_terminal_table_of_a_failing_run(tmp_path: Path) -> None:
     assert "  finding (bandit): B602 shell=True in app.py:3" in lines
     assert "B101" not in tr.text  # low severity stays in the JSON report
     assert "  FAIL crud.create_ms 6200 ms (fail level > 5000 ms)" in lines
-    assert lines[-1] == f"GATE FAIL  environment staging; report {run.report_path}"
+    assert lines[-1] == f"GATE FAIL  environment staging; report {run.settings.report_path}"
     assert ("FAIL", {"red": True, "bold": True}) in [(t.strip(), m) for t, m in tr.marked]
 
 
 def test_the_terminal_says_when_nothing_ran_and_that_it_blocks(tmp_path: Path) -> None:
     run = _run(tmp_path, [], {"suites/test_crud.py::test_delete": ("crud", "skipped", "protected")})
     tr = _Terminal()
-    write_summary(tr, run)
+    write_summary(tr, _model(run), None, "staging")
     assert "no check ran" not in tr.text  # a skipped category still makes a row
     assert "GATE NO CHECKS (blocks promotion)" in tr.text
     empty = _run(tmp_path, [], {})
     tr = _Terminal()
-    write_summary(tr, empty)
+    write_summary(tr, _model(empty), None, "staging")
     assert "no check ran: nothing was selected (-m / -k / paths), or every check was skipped" in tr.text
 
 
 def test_the_terminal_says_when_the_gate_could_not_judge_and_is_silent_without_a_run(tmp_path: Path) -> None:
-    run = _run(tmp_path, [], {})
-    run.verdict, run.error = None, "cannot connect to https://staging.example.test/api"
     tr = _Terminal()
-    write_summary(tr, run)
+    write_summary(tr, None, "cannot connect to https://staging.example.test/api", "staging")
     assert "deploygate: the gate could not be judged: cannot connect to https://staging.example.test/api" in tr.text
-    run.error = None
     tr = _Terminal()
-    write_summary(tr, run)  # collect-only: no verdict, no error
+    write_summary(tr, None, None, "staging")  # collect-only: no verdict, no error
     assert tr.text == ""
 
 
 def test_figures_and_test_counts(tmp_path: Path) -> None:
     run = _run(tmp_path, [_metric(LATENCY, 12.5), _metric(LATENCY, 1500.0, path="/h"),
                           _metric("performance.p95_ms", 7.0), _metric("custom.depth_count", 3)], {})
-    assert run.verdict is not None
-    ok, warn, round_ms, info = run.verdict.metrics
+    ok, warn, round_ms, info = _verdict(run).metrics
     assert figure(ok) == "smoke.health.latency_ms 12.5 ms (fail if > 3000 ms)"
     assert figure(warn, code=True) == "`smoke.health.latency_ms{path=/h}` 1500 ms (warn level > 1000 ms)"
     assert figure(round_ms) == "performance.p95_ms 7 ms (fail if > 2000 ms)"
@@ -294,22 +303,23 @@ def test_figures_and_test_counts(tmp_path: Path) -> None:
 
 def test_the_webhook_text_names_what_failed_and_carries_no_secret(tmp_path: Path) -> None:
     run = _failing_run(tmp_path)
-    assert run.verdict is not None
-    payload = webhook_payload(run, run.verdict, report_url=f"https://ci.example.test/{SECRET}/report.json")
+    payload = webhook_payload(_model(run), run.environment, f"https://ci.example.test/{SECRET}/report.json",
+                              run.secrets)
     text = payload["text"]
-    assert text.startswith(f"*Deploy gate FAIL* for `staging` (shop), run {run.run_id}")
+    assert text.startswith(f"*Deploy gate FAIL* for `staging` (shop), run {run.run_id}; blocks promotion")
     assert "Categories: smoke: WARN, crud: FAIL" in text
     assert "Failed checks: test_create_read_update_delete" in text
-    assert "Breaches: smoke.health.latency_ms{path=/health} = 1500 ms (warn level > 1000 ms); " \
-           "crud.create_ms = 6200 ms (fail level > 5000 ms)" in text
+    # the figures read as in the terminal and the Markdown (one wording)
+    assert "Breaches: smoke.health.latency_ms{path=/health} 1500 ms (warn level > 1000 ms); " \
+           "crud.create_ms 6200 ms (fail level > 5000 ms)" in text
     assert _leaks(json.dumps(payload)) == [] and "Report: https://ci.example.test/***" in text
     assert payload["blocks"][0]["text"]["text"] == text
 
 
 def test_cloudwatch_data_holds_the_verdicts_and_the_judged_unlabelled_metrics(tmp_path: Path) -> None:
     run = _failing_run(tmp_path)
-    assert run.verdict is not None
-    data = cloudwatch_data(run, run.verdict, CloudWatchSpec())
+    report = _model(run)
+    data = cloudwatch_data(report, run.environment, CloudWatchSpec(), run.secrets)
     dims = [{"Name": "Service", "Value": "shop"}, {"Name": "Environment", "Value": "staging"}]
     assert data[0] == {"MetricName": "GateVerdict", "Dimensions": dims, "Value": 2.0, "Unit": "None"}
     assert {d["Dimensions"][-1]["Value"]: d["Value"] for d in data if d["MetricName"] == "CategoryVerdict"} == {
@@ -317,5 +327,5 @@ def test_cloudwatch_data_holds_the_verdicts_and_the_judged_unlabelled_metrics(tm
     # labelled and INFO metrics stay out unless listed
     assert [(d["MetricName"], d["Value"], d["Unit"]) for d in data[5:]] == [
         ("crud.create_ms", 6200.0, "Milliseconds"), ("performance.p95_ms", 180.0, "Milliseconds")]
-    listed = cloudwatch_data(run, run.verdict, CloudWatchSpec(metrics=("custom.queue_depth_count",)))
+    listed = cloudwatch_data(report, run.environment, CloudWatchSpec(metrics=("custom.queue_depth_count",)))
     assert [(d["MetricName"], d["Unit"]) for d in listed[5:]] == [("custom.queue_depth_count", "Count")]

@@ -23,7 +23,7 @@ from pytest_deploygate.gate import (
     wilson_interval,
 )
 from pytest_deploygate.gate import TestTally as Tally
-from pytest_deploygate.plugin import final_status
+from pytest_deploygate.session import final_status
 from pytest_deploygate.schema import ConfigError
 from pytest_deploygate.thresholds import Policy, Threshold, load_policy, parse_condition, worst
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..run import THRESHOLD_PREFIX
+
 if TYPE_CHECKING:
-    from ..gate import Verdict
+    from .model import GateReport
 
 
-def report_thresholds(verdict: Verdict) -> int:
+def report_thresholds(report: GateReport) -> int:
     """Send one Allure test result per judged threshold; returns how many (0 without allure-pytest)."""
     try:
         import allure_commons
@@ -22,12 +24,12 @@ def report_thresholds(verdict: Verdict) -> int:
         from allure_commons.utils import md5, now, uuid4
     except ImportError:
         return 0
-    environment = verdict.environment
+    environment = report.env_name
     sent = 0
     stamp = now()
-    for result, failed in verdict.thresholds():
+    for result, failed in report.thresholds_judged():
         case = TestResult(
-            uuid=uuid4(), name=result.key, fullName=f"deploygate::gate::{result.key}",
+            uuid=uuid4(), name=result.key, fullName=f"{THRESHOLD_PREFIX}{result.key}",
             historyId=md5("deploygate", environment, result.key), testCaseId=md5("deploygate", result.key),
             status=Status.FAILED if failed else Status.PASSED,
             statusDetails=StatusDetails(message=result.breach) if result.verdict != "PASS" else None,

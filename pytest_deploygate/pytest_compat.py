@@ -1,0 +1,50 @@
+"""The one workaround that reaches into pytest's private state, kept small and tested here
+(tests/test_unit_pytest_compat.py).
+
+On CPython 3.11+ a signal that lands on an instruction without a source line leaves ``tb_lineno`` None in
+the traceback, and pytest's own report of the KeyboardInterrupt then crashes (``None - 1``): the run would
+end in a traceback, exit 1, without its "interrupted" status. :func:`numbered` rebuilds such a traceback
+with a line number on every entry; :func:`fix_interrupt_traceback` puts it into the ``ExceptionInfo``
+pytest is about to report (``ExceptionInfo`` has no public way to replace its traceback)."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+
+def numbered(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The same traceback with a line number on every entry (an entry without one gets its frame's first
+    line); the traceback itself when every entry has one."""
+    entries = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    if all(e.tb_lineno is not None for e in entries):
+        return entries[0] if entries else None
+    rebuilt: types.TracebackType | None = None
+    for e in reversed(entries):
+        if e.tb_lineno is None:  # no instruction offset (-1): formatters then use the line number given
+            rebuilt = types.TracebackType(rebuilt, e.tb_frame, -1, e.tb_frame.f_code.co_firstlineno)
+        else:
+            rebuilt = types.TracebackType(rebuilt, e.tb_frame, e.tb_lasti, e.tb_lineno)
+    return rebuilt
+
+
+def fix_interrupt_traceback(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+    """Give every entry of ``excinfo``'s traceback a line number; returns whether anything changed.
+    Private fields of pytest's ``ExceptionInfo`` (``_excinfo``, ``_traceback``): if a pytest release
+    renames them this does nothing, and the interrupt is still recorded by the session."""
+    raw = getattr(excinfo, "_excinfo", None)
+    if raw is None or raw[2] is None:
+        return False
+    tb = numbered(raw[2])
+    if tb is raw[2]:
+        return False
+    excinfo._excinfo = (raw[0], raw[1].with_traceback(tb), tb)  # type: ignore[assignment]
+    excinfo._traceback = None
+    return True
+
+
+__all__ = ["fix_interrupt_traceback", "numbered"]

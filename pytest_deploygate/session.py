@@ -1,0 +1,501 @@
+"""The gate session: one plugin object per gate run (``--env`` given) that owns its flow.
+
+configure (settings from the configuration and the command line) → launch the target once there is a
+check to run → collect metrics, outcomes, notes and findings from every test report (xdist workers
+too) → judge them against the policy → build one report model → hand it to each renderer.
+
+Modelled on pytest-xdist's ``DSession`` and pytest's ``LogXML``: ``plugin.py`` registers options and
+creates this object; the object keeps all the run's state (no module-level mutable state)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import tempfile
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import __version__
+from .failures import CheckFailure
+from .run import (
+    METRICS_ATTR,
+    METRICS_KEY,
+    THRESHOLD_PREFIX,
+    GateRun,
+    RunSettings,
+    RunStart,
+    Target,
+    env_name_from,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .gate import Metric, Verdict
+    from .records import Ledger
+    from .report.model import GateReport
+
+SESSION_KEY = pytest.StashKey["GateSession"]()
+
+
+def get_session(config: pytest.Config) -> GateSession | None:
+    return config.stash.get(SESSION_KEY, None)
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def runs_no_tests(config: pytest.Config) -> bool:
+    """``--collect-only``, ``--fixtures``, ``--fixtures-per-test``: nothing is checked, nothing is judged."""
+    opt = config.option
+    return bool(opt.collectonly or getattr(opt, "showfixtures", False)
+                or getattr(opt, "show_fixtures_per_test", False))
+
+
+def writes_report(config: pytest.Config) -> bool:
+    """Whether this process owns the report file: the controller of a run that runs checks."""
+    opt = config.option
+    return not (is_worker(config) or runs_no_tests(config) or getattr(opt, "help", False)
+                or getattr(opt, "version", False) or getattr(opt, "markers", False))
+
+
+def _resolve(config: pytest.Config, value: str | None, default: Path) -> Path:
+    """A path from the command line: relative to where pytest was invoked."""
+    if not value:
+        return default
+    path = Path(value)
+    return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+
+
+def _path_option(config: pytest.Config, option: str, ini: str) -> str | None:
+    value = config.getoption(option)
+    if value:
+        return str(value)
+    ini_value = config.getini(ini)
+    return str(ini_value) if ini_value else None
+
+
+def _explicit_path(config: pytest.Config, name: str) -> Path | None:
+    """A file named by ``--<name>`` (relative to where pytest was invoked) or by the ini option (relative
+    to the rootdir), or None for the default lookup."""
+    value = config.getoption(name)
+    base = Path(config.invocation_params.dir)
+    if not value:
+        value, base = config.getini(name), Path(config.rootpath)
+    if not value:
+        return None
+    path = Path(str(value))
+    return path if path.is_absolute() else base / path
+
+
+def suites_dir() -> Path:
+    """The built-in suites: ``suites/`` in the source tree, ``pytest_deploygate/suites`` when installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pytest_deploygate.suites")
+    if spec is None or spec.origin is None:
+        raise pytest.UsageError("deploygate: the built-in suites are not installed (pytest_deploygate.suites)")
+    return Path(spec.origin).parent
+
+
+def start_session(config: pytest.Config) -> GateSession | None:
+    """Create and register the session of a gate run (None when no environment is selected)."""
+    env_name, source = env_name_from(config.getoption("deploygate_env"), config.getini("deploygate_env"))
+    if not env_name:
+        return None
+    session = GateSession(config, env_name, source)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "deploygate-session")
+    session.configure()
+    return session
+
+
+class GateSession:
+    """The state and the hooks of one gate run, in this process (the controller, or an xdist worker)."""
+
+    def __init__(self, config: pytest.Config, env_name: str, env_source: str) -> None:
+        self.config = config
+        self.env_source = env_source
+        self.worker = is_worker(config)
+        report = _resolve(config, _path_option(config, "deploygate_report", "deploygate_report"),
+                          Path(config.rootpath) / ".deploygate" / "report.json")
+        markdown = config.getoption("deploygate_markdown")
+        self.start = RunStart(env_name, report, _resolve(config, markdown, Path()) if markdown else None)
+        if self.worker:
+            self.start.run_id = config.workerinput.get("deploygate_run_id", self.start.run_id)  # type: ignore[attr-defined]
+        #: set once the configuration is loaded
+        self.run: GateRun | None = None
+        #: why the gate could not run or could not judge (the report says ERROR)
+        self.error: str | None = None
+        #: pytest reported a KeyboardInterrupt (or SIGTERM) in this process
+        self.interrupted = False
+        #: record ledgers of running tests: purged at session end if a teardown never ran
+        self.ledgers: list[Ledger] = []
+        self.report: GateReport | None = None
+        self._launched = False
+        self._sigterm: Any = None
+
+    # ----------------------------------------------------------------------------------------------
+    # configure
+
+    def configure(self) -> None:
+        config, start = self.config, self.start
+        self._install_sigterm()
+        if writes_report(config):
+            # From here on the report file speaks for this run: an earlier run's verdict is never left in place.
+            from .report.json_report import RUNNING, write_status_report
+
+            try:
+                write_status_report(start, __version__, RUNNING)
+            except OSError as exc:
+                raise pytest.UsageError(f"deploygate: cannot write the gate report {start.report_path}: {exc}") \
+                    from None
+        from .config import ConfigError, load_gate, locate_files
+        from .redaction import guard
+
+        try:
+            files = locate_files(Path(config.rootpath), _explicit_path(config, "deploygate_config"),
+                                 _explicit_path(config, "deploygate_thresholds"))
+            project, policies = load_gate(files, [start.env_name])  # exactly what `deploygate check-config` runs
+        except ConfigError as exc:
+            self._could_not_run(str(exc))
+            raise pytest.UsageError(f"deploygate: {exc}") from None
+        settings = RunSettings(
+            env_name=start.env_name, env_source=self.env_source, project=project, policy=policies[start.env_name],
+            config_path=files.config, report_path=start.report_path, markdown_path=start.markdown_path,
+            fail_on_warn=bool(config.getoption("deploygate_fail_on_warn")),
+            fail_on_inconclusive=bool(config.getoption("deploygate_fail_on_inconclusive")),
+            allow_writes=bool(config.getoption("deploygate_allow_writes")),
+            allow_load=bool(config.getoption("deploygate_allow_load")),
+            run_id=start.run_id, started_at=start.started_at)
+        target = Target(project)
+        if self.worker:
+            addresses = config.workerinput.get("deploygate_addresses_file")  # type: ignore[attr-defined]
+            target.addresses_file = Path(addresses) if addresses else None
+        self.run = run = GateRun(settings, target)
+        guard(config, run)  # secrets never leave the run, whatever a test does
+        from .guard import install_process_guard
+
+        install_process_guard(config, run)  # no write reaches a protected environment, whatever client sends it
+        if getattr(config.option, "dist", None) == "load":
+            # load tests carry xdist_group("deploygate-load"): one worker runs them, one after another
+            config.option.dist = "loadgroup"
+        builtin = config.getini("deploygate_builtin_suites") and not config.getoption("deploygate_no_suites")
+        if builtin and config.args_source != pytest.Config.ArgsSource.ARGS:
+            config.args.append(str(suites_dir()))
+
+    def _install_sigterm(self) -> None:
+        """Turn SIGTERM into KeyboardInterrupt so a killed run still tears down what it started (restored
+        at unconfigure: pytest may run in a process that outlives the session)."""
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            def interrupt(signum: int, frame: object) -> None:
+                raise KeyboardInterrupt("SIGTERM")
+
+            signal.signal(signal.SIGTERM, interrupt)
+            self._sigterm = signal.SIG_DFL
+
+    def _could_not_run(self, error: str) -> None:
+        """The report of a run stopped by a usage error (exit 4) before it judged anything."""
+        self.error = error
+        if not writes_report(self.config):
+            return
+        from .report.json_report import write_status_report
+
+        try:
+            write_status_report(self.start, __version__, "ERROR", int(pytest.ExitCode.USAGE_ERROR), error)
+            self.start.final = True
+        except OSError:
+            pass  # the usage error itself is what the user needs to see
+
+    def pytest_report_header(self) -> list[str] | None:
+        if self.run is None:
+            return None
+        run, env = self.run, self.run.environment
+        lines = [
+            f"deploygate {__version__}: environment {env.name} (from {run.settings.env_source}; stage {env.stage}"
+            f"{', protected' if env.protected else ''}) run {run.run_id}",
+            f"deploygate config: {run.settings.config_path}; thresholds: {run.policy.path}",
+        ]
+        return lines + self._target_lines()
+
+    # ----------------------------------------------------------------------------------------------
+    # the target: launched once, on the controller, once there is a check to run
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.worker or runs_no_tests(self.config) or not session.items:
+            return
+        self.launch()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """xdist: the controller learns what its workers collected before it hands out any test."""
+        if ids and not runs_no_tests(self.config):
+            self.launch()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist: hand workers the run id, and where they will find the addresses of what the controller
+        launches once they have collected."""
+        if self.run is None:
+            return
+        target = self.run.target
+        node.workerinput["deploygate_run_id"] = self.run.run_id
+        if target.addresses_file is None:
+            private = Path(tempfile.mkdtemp(prefix="deploygate-run-"))
+            self.config.add_cleanup(lambda: shutil.rmtree(private, ignore_errors=True))
+            target.addresses_file = private / "addresses.json"
+        node.workerinput["deploygate_addresses_file"] = str(target.addresses_file)
+
+    def launch(self) -> None:
+        """Bring the target up (the reference deployment, when launched) and check it answers."""
+        if self._launched or self.run is None:
+            return
+        self._launched = True
+        from .target import TargetUnavailable, demo_stages, launch_demo, preflight
+
+        run = self.run
+        stages = demo_stages(run.project)
+        try:
+            if stages:
+                launch_demo(self.config, run, stages)
+            else:
+                run.target.resolve({})
+            if run.target.addresses_file is not None:
+                run.target.share()
+            tr = self.config.pluginmanager.get_plugin("terminalreporter")
+            if tr is not None and stages:
+                for line in self._target_lines():
+                    tr.write_line(line)
+            if not self.config.getoption("deploygate_no_preflight"):
+                preflight(run)
+        except TargetUnavailable as exc:
+            self.error = str(exc)
+            hint = " (the gate could not run; --no-preflight skips this check)" if "unreachable" in self.error \
+                else ""
+            raise pytest.UsageError(f"deploygate: {self.error}{hint}") from None
+
+    def _target_lines(self) -> list[str]:
+        assert self.run is not None
+        env = self.run.environment
+        lines = []
+        if env.base_url:
+            lines.append(f"deploygate target: api {env.base_url}"
+                         + (f", frontend {env.frontend_url}" if env.frontend_url else ""))
+        if self.run.target.note:
+            lines.append(f"deploygate: {self.run.target.note}")
+        return lines
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> None:
+        """xdist worker: pick up the launched addresses before the first test's fixtures need them."""
+        if self.worker and self.run is not None:
+            self.run.target.pick_up()
+
+    # ----------------------------------------------------------------------------------------------
+    # the checks
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Built-in suites run cheapest first: smoke, crud, isolation, performance, security."""
+        from .gate import CATEGORIES, category_of
+
+        root = suites_dir()
+        order = {name: i for i, name in enumerate(CATEGORIES)}
+
+        def key(item: pytest.Item) -> int:
+            if root not in Path(item.path).parents:
+                return len(order)
+            return order.get(category_of(item.keywords), len(order))
+
+        items.sort(key=key)
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Protected environments are read-only: destructive checks need an explicit --allow-writes."""
+        if self.run is not None and self.run.read_only and item.get_closest_marker("destructive"):
+            pytest.skip(f"environment {self.run.env_name} is protected: destructive check skipped "
+                        "(pass --allow-writes to run it)")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        """Metrics a test recorded ride on its report (to the controller, across xdist); a check's own
+        failure is its one-line message, secrets redacted."""
+        report = yield
+        pending = item.stash.get(METRICS_KEY, [])
+        if pending:
+            setattr(report, METRICS_ATTR, list(pending))
+            pending.clear()
+        if call.excinfo is not None and call.excinfo.errisinstance(CheckFailure) and self.run is not None:
+            from .redaction import redact
+
+            report.longrepr = redact(str(call.excinfo.value), self.run.secrets)
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Controller: metrics, notes, findings, artifacts and the outcome of every test report."""
+        if self.worker or self.run is None:
+            return
+        self.run.results.collect(report, self.run.secrets)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        # Threshold test cases exist for JUnit & co.; in the terminal the verdict table shows them,
+        # so they add no progress dots and only a breach is counted (as failed).
+        if report.nodeid.startswith(THRESHOLD_PREFIX):
+            return ("failed" if report.failed else "", "", "")
+        return None
+
+    def pytest_internalerror(self) -> None:
+        self.start.internal_error = True
+
+    def pytest_keyboard_interrupt(self) -> None:
+        self.interrupted = True
+
+    # ----------------------------------------------------------------------------------------------
+    # judge and report
+
+    def purge_ledgers(self) -> None:
+        """Remove the records of tests that never reached their teardown (an interrupted run), and say
+        what could not be removed."""
+        from .records import describe_left
+
+        left = []
+        for ledger in list(self.ledgers):
+            left += ledger.purge()
+        if left and self.run is not None:
+            self.run.results.add_note("deploygate: " + describe_left(left, self.run.run_id))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.purge_ledgers()  # before the report: what stays is named in it
+        if self.worker or runs_no_tests(self.config) or self.run is None:
+            return
+        if self.interrupted and exitstatus != pytest.ExitCode.INTERRUPTED:
+            exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED  # pytest failed to report it
+        if exitstatus == pytest.ExitCode.USAGE_ERROR:  # could not run (launch, pre-flight): nothing was judged
+            self.error = self.error or "the gate could not run (see the error above)"
+            self._write_error(int(pytest.ExitCode.USAGE_ERROR))
+            return
+        try:
+            verdict = self.judge()
+            # the exit status is settled before anything reports it: the report and the exit code agree
+            exitstatus = session.exitstatus = final_status(int(exitstatus), verdict)
+            from .report import deliver
+
+            self.report = deliver(self.config, self.run, verdict, int(exitstatus), __version__)
+            self.start.final = True
+            self.config.hook.pytest_deploygate_verdict(config=self.config, verdict=verdict,
+                                                        report=self.report.to_dict())
+        except Exception as exc:  # never raise out of sessionfinish: say what broke, fail the gate
+            self.error = f"{type(exc).__name__}: {exc}"
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            self.report = None
+            self._write_error(int(pytest.ExitCode.INTERNAL_ERROR))
+
+    def judge(self) -> Verdict:
+        """The verdict of the collected results against the policy (metrics from ``pytest_deploygate_metrics``
+        hooks included)."""
+        from .gate import judge, make_metric
+        from .thresholds import unused_note
+
+        assert self.run is not None
+        run, settings = self.run, self.run.settings
+        env = run.environment
+
+        def record(name: str, value: float, unit: str | None = None, **labels: object) -> Metric:
+            metric = make_metric(name, value, unit, labels, nodeid="deploygate::hooks")
+            run.results.metrics.append(metric)
+            return metric
+
+        self.config.hook.pytest_deploygate_metrics(config=self.config, environment=env, record=record)
+        verdict = judge(env.name, run.results.metrics, settings.policy, run.results.tallies(),
+                        settings.fail_on_warn, settings.fail_on_inconclusive)
+        unused = unused_note(settings.policy, (m.name for m in run.results.metrics))
+        if unused:
+            run.results.add_note(unused)
+        return verdict
+
+    def _write_error(self, exit_status: int) -> None:
+        from .report.json_report import write_error_report
+
+        assert self.run is not None
+        try:
+            write_error_report(self.run, self.error or "", __version__, exit_status)
+            self.start.final = True
+        except Exception:
+            pass  # the terminal summary still says the gate could not be judged
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.worker or self.run is None:
+            return
+        from .report.terminal import write_summary
+
+        write_summary(terminalreporter, self.report, self.error, self.run.environment.name,
+                      self.run.settings.report_path)
+
+    # ----------------------------------------------------------------------------------------------
+    # the end
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Safety net for an interrupted run: delete records whose test never reached its teardown, then
+        leave the report's final word."""
+        for ledger in list(self.ledgers):
+            ledger.purge()
+        if self.run is not None:
+            from .guard import remove_process_guard
+
+            remove_process_guard(config)
+        self._final_word()
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
+
+    def _final_word(self) -> None:
+        """A run that ended before its verdict (interrupted while configuring, launching or collecting, or
+        stopped by an error) still leaves a report that says so, under its own run id."""
+        start = self.start
+        if start.final or not writes_report(self.config):
+            return
+        from .report.json_report import write_status_report
+
+        secrets = self.run.secrets if self.run is not None else frozenset()
+        try:
+            if self.interrupted:
+                write_status_report(start, __version__, "INTERRUPTED", int(pytest.ExitCode.INTERRUPTED),
+                                    "interrupted before the gate could judge", secrets)
+            else:
+                code = pytest.ExitCode.INTERNAL_ERROR if start.internal_error else pytest.ExitCode.USAGE_ERROR
+                error = self.error or "the run stopped before the gate could judge"
+                write_status_report(start, __version__, "ERROR", int(code), error, secrets)
+            start.final = True
+        except OSError:
+            pass
+
+
+class ExitStatusWatch:
+    """Registered last: the report's exit status is the process's. If a plugin after the verdict changed
+    it (``session.exitstatus``), the report is rewritten to say so."""
+
+    def __init__(self, gate: GateSession) -> None:
+        self.gate = gate
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        gate = self.gate
+        if gate.report is None or gate.run is None or gate.report.exit_status == int(session.exitstatus):
+            return
+        from .report import rewrite_exit_status
+
+        gate.report = rewrite_exit_status(gate.report, int(session.exitstatus), gate.run)
+
+
+def final_status(exitstatus: int, verdict: Verdict) -> int:
+    """The process's exit code given pytest's and the verdict: a blocking verdict fails a run whose tests
+    passed (1), and a run that checked nothing exits 5 whatever was skipped."""
+    from .gate import NO_CHECKS
+
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        if verdict.verdict == NO_CHECKS:
+            return int(pytest.ExitCode.NO_TESTS_COLLECTED)
+        if verdict.failed:
+            return int(pytest.ExitCode.TESTS_FAILED)
+    return exitstatus

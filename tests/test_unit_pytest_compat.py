@@ -1,0 +1,75 @@
+"""The one workaround on pytest's private state (pytest_deploygate.pytest_compat): a traceback entry
+without a line number (a signal landing on an instruction with no source line, CPython 3.11+) gets its
+frame's first line, so pytest can report the interruption. Pure, fast."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from pytest_deploygate.pytest_compat import fix_interrupt_traceback, numbered
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt("SIGINT")
+
+
+def _traceback() -> types.TracebackType:
+    try:
+        _interrupt()
+    except KeyboardInterrupt:
+        tb = sys.exc_info()[2]
+        assert tb is not None
+        return tb
+    raise AssertionError("not reached")
+
+
+def _entries(tb: types.TracebackType | None) -> list[types.TracebackType]:
+    out = []
+    while tb is not None:
+        out.append(tb)
+        tb = tb.tb_next
+    return out
+
+
+def _lineless(tb: types.TracebackType) -> types.TracebackType:
+    """``tb`` with its last entry made line-less, as CPython leaves it for an instruction without a line
+    (line -1 means "compute it from the instruction offset", and an offset past the code has none)."""
+    entries = _entries(tb)
+    rebuilt: types.TracebackType | None = None
+    for i, e in enumerate(reversed(entries)):
+        if i == 0:
+            rebuilt = types.TracebackType(rebuilt, e.tb_frame, 10**6, -1)
+        else:
+            rebuilt = types.TracebackType(rebuilt, e.tb_frame, e.tb_lasti, e.tb_lineno)
+    assert rebuilt is not None
+    return rebuilt
+
+
+def test_a_traceback_with_line_numbers_is_returned_as_it_is() -> None:
+    tb = _traceback()
+    assert numbered(tb) is tb
+    assert numbered(None) is None
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tb_lineno is None only from CPython 3.11")
+def test_an_entry_without_a_line_gets_its_frames_first_line() -> None:
+    tb = _lineless(_traceback())
+    assert _entries(tb)[-1].tb_lineno is None  # the state pytest's report crashes on
+    fixed = numbered(tb)
+    last = _entries(fixed)[-1]
+    assert last.tb_lineno == _interrupt.__code__.co_firstlineno
+    assert [e.tb_frame for e in _entries(fixed)] == [e.tb_frame for e in _entries(tb)]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tb_lineno is None only from CPython 3.11")
+def test_the_exception_info_pytest_reports_is_fixed_in_place() -> None:
+    tb = _lineless(_traceback())
+    exc = KeyboardInterrupt("SIGINT").with_traceback(tb)
+    info = pytest.ExceptionInfo.from_exception(exc)
+    assert fix_interrupt_traceback(info) is True
+    assert all(e.lineno is not None for e in info.traceback)  # pytest's own view of it now has lines
+    assert "KeyboardInterrupt" in str(info.getrepr())
+    assert fix_interrupt_traceback(info) is False  # nothing left to fix
