@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from .schema import TIMEOUT, Either, MapOf, Num, OneOf, Section, Source, Where, build, key
@@ -179,16 +179,10 @@ class CollectionSpec(Section):
         if "path" not in raw:
             raise where.error("a collection needs a path")
         given = raw.get("expect", {})
-        return build(cls, raw, where, name=raw.get("name") or raw["path"].strip("/").rsplit("/", 1)[-1],
+        spec = build(cls, raw, where, name=raw.get("name") or raw["path"].strip("/").rsplit("/", 1)[-1],
                      expect={step: _statuses(given[step]) if step in given else default
-                             for step, default in DEFAULT_STATUSES.items()},
-                     **({"table": _checked(raw["table"], where, "table").format_map(where.fields)}
-                        if "table" in raw else {}))
-
-
-def _checked(value: str, where: Where, *keys: str) -> str:
-    where.check_template(value, TEMPLATE_FIELDS, *keys)
-    return value
+                             for step, default in DEFAULT_STATUSES.items()})
+        return spec if spec.table is None else replace(spec, table=spec.table.format_map(where.fields))
 
 
 @dataclass(frozen=True)
