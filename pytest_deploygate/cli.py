@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, Environment, GateFiles, cli_root, load_gate, load_project, locate_files
+from .target import DEMO_STATE_DIR, demo_stages
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 4
-DEFAULT_STATE_DIR = Path(".deploygate") / "demo"
+DEFAULT_STATE_DIR = DEMO_STATE_DIR  # the plugin looks for a running `deploygate demo` there too
 DEFAULT_STAGES = {"dev": "dev", "staging": "staging", "prod": "prod"}
 
 
@@ -42,8 +43,7 @@ def _stages(config: str | None) -> dict[str, str]:
             raise
         return dict(DEFAULT_STAGES)
     project = load_project(files.config, files.table)
-    stages = {n: e.stage for n, e in project.environments.items() if e.launch == "demo"}
-    return stages or dict(DEFAULT_STAGES)
+    return demo_stages(project) or dict(DEFAULT_STAGES)
 
 
 def demo_up(args: argparse.Namespace) -> int:

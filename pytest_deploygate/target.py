@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
-
 if TYPE_CHECKING:  # pragma: no cover
+    import pytest
+
     from .config import Project
     from .run import GateRun
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..target import DEMO_STATE_FILE as STATE_FILE  # one name for the state file, the plugin's and the CLI's
 from . import serverless
 from .faults import format_faults
 from .service import COLLECTIONS, _var
 
 SERVICE = "aipm-backend"
-STATE_FILE = "demo.json"
 START_TIMEOUT_S = 60.0
 ENVIRONMENT_LABELS = {"dev": "development", "staging": "staging", "prod": "production"}
 
