@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from .schema import TIMEOUT, Either, MapOf, Num, OneOf, Section, Source, Where, build, key
+from .schema import TIMEOUT, Either, MapOf, Num, OneOf, Section, Where, build, key
 
 #: what a name may use when the configuration is read: ``{env}``, ``{service}``, ``{stage}``, ...
 TEMPLATE_FIELDS = {"env", "service", "stage", "region", "account_id"}
@@ -35,12 +35,6 @@ STATUS = Num(100, 599, integer=True)
 #: a status code or a list of them
 STATUSES = Either(STATUS, [STATUS])
 METHOD = OneOf("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-
-def check_template(value: str, allowed: set[str], src: Source, path: tuple[str, ...]) -> None:
-    """``value`` uses only ``allowed`` placeholders (the form before sections: prefer ``key(template=...)``
-    or :meth:`Where.check_template`)."""
-    Where(src, path).check_template(value, allowed)
 
 
 def _statuses(value: int | list[int]) -> tuple[int, ...]:

@@ -23,10 +23,8 @@ from .sections import (
     SecuritySpec,
     SmokeSpec,
     WebhookSpec,
-    check_template,
 )
 
 __all__ = ["DEFAULT_STATUSES", "DEPLOYED_FIELDS", "LATE_FIELDS", "TEMPLATE_FIELDS", "AllowEntry", "CloudWatchSpec",
            "CollectionSpec", "CrudSpec", "DistributedSpec", "EndpointCheck", "FrontendCheck", "HealthCheck",
-           "IsolationSpec", "LoadTask", "PerformanceSpec", "SecuritySpec", "SmokeSpec", "WebhookSpec",
-           "check_template"]
+           "IsolationSpec", "LoadTask", "PerformanceSpec", "SecuritySpec", "SmokeSpec", "WebhookSpec"]
