@@ -15,13 +15,17 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from joserfc import jwk, jwt
+from joserfc.jwk import KeySet
 
 from gatehelpers import RunningDemo
 from pytest_deploygate.demo import serverless
 from pytest_deploygate.demo.faults import FAULTS, parse_faults
 from pytest_deploygate.demo.service import CognitoAuth
 
-# tests using running_demo are marked e2e by conftest; the unit tests at the end are the fast layer
+# tests using running_demo are marked e2e by conftest; the unit tests at the end are the fast layer. joserfc is
+# imported here, at collection: imported first inside a pytester test, its cryptography classes would be dropped
+# from sys.modules after that test and re-imported apart from the ones cryptography's bindings hold
 
 ENVS = ("dev", "staging", "prod")
 SERVICE = "aipm-backend"
@@ -168,8 +172,6 @@ def own_pool_only(trusts: dict[str, set[str]] | None = None) -> dict[tuple[str, 
 
 def moto_signed(claims: dict[str, Any]) -> str:
     """A token signed with the key moto signs every pool's tokens with (to vary one claim at a time)."""
-    from joserfc import jwk, jwt
-
     raw = gzip.decompress((resources.files("moto") / "cognitoidp/resources/jwks-private.json.gz").read_bytes())
     return jwt.encode({"alg": "RS256", "kid": "dummy"}, claims, jwk.RSAKey.import_key(json.loads(raw)))
 
@@ -304,9 +306,6 @@ def _auth(pool: str, client: str, keys: object, trusted: list[dict[str, str]] | 
 
 
 def test_token_check_wants_the_pool_the_client_the_key_and_time() -> None:
-    from joserfc import jwk, jwt
-    from joserfc.jwk import KeySet
-
     key = jwk.RSAKey.generate_key(2048, parameters={"kid": "k1"})
     other = jwk.RSAKey.generate_key(2048, parameters={"kid": "k1"})
     keys = KeySet.import_key_set({"keys": [key.as_dict(private=False)]})
