@@ -1,8 +1,9 @@
 """AWS resource and monitoring probes: the ``resources`` and ``monitoring`` sections of an environment and
 what the probes of ``suites/test_resources.py`` decide from AWS's answers.
 
-One place per section: its schema (``RESOURCES_SPEC``, ``MONITORING_SPEC``), its frozen dataclasses and
-their builders (:func:`build_resources`, :func:`build_monitoring`). Then the probes: each reads one
+The sections: :class:`ResourcesSpec` and :class:`MonitoringSpec` and their entries (FunctionSpec, QueueSpec,
+...), each a :class:`~pytest_deploygate.schema.Section` dataclass that is at once its table's schema, defaults
+and builder (registered in ``config.ENVIRONMENT_SECTIONS``). Then the probes: each reads one
 resource with describe/get/list calls only (never a secret's or a parameter's value) through a client of
 the environment's account, and returns what it found or raises
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from .failures import Unverified
-from .schema import Either, MapOf, Num, OneOf, Section, Source, Where, build, key, validate
+from .schema import Either, MapOf, Num, OneOf, Section, Where, build, key, validate
 from .sections import LATE_FIELDS, TEMPLATE_FIELDS
 
 S = TypeVar("S", bound=Section)
@@ -325,25 +326,6 @@ class MonitoringSpec(Section):
                 raise where.error(f"duplicate metric name {m['name']!r}", "metrics", f"[{i}]", "name")
             seen.add(m.get("name"))
         return build(cls, raw, where)
-
-
-# the form config.py used before sections registered themselves (kept while it moves over)
-RESOURCES_SPEC = ResourcesSpec
-MONITORING_SPEC = MonitoringSpec
-
-
-def build_resources(raw: dict[str, Any], src: Source, path: tuple[str, ...]) -> ResourcesSpec:
-    return ResourcesSpec.from_table(raw, Where(src, path))
-
-
-def build_monitoring(raw: dict[str, Any], src: Source, path: tuple[str, ...]) -> MonitoringSpec:
-    return MonitoringSpec.from_table(raw, Where(src, path))
-
-
-def table_names(raw: dict[str, Any], src: Source, path: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """The name templates of ``resources.tables`` and ``resources.buckets`` (entries may be tables)."""
-    spec = build_resources(raw, src, path)
-    return [t.name for t in spec.tables], [b.name for b in spec.buckets]
 
 
 def parse_percentile(stat: str) -> float | None:
