@@ -286,7 +286,7 @@ def judge(environment: str, metrics: Iterable[Metric], policy: Policy,
     ran (nothing passed or failed, no threshold judged) is NO CHECKS, which blocks promotion."""
     results: list[MetricResult] = []
     for m in metrics:
-        threshold = policy.lookup(m.name)
+        threshold = policy.lookup(m.name, m.labels)
         if threshold is None:
             j, desc = Judgement(INFO), ""
         else:

@@ -410,7 +410,7 @@ class GateSession:
         self.config.hook.pytest_deploygate_metrics(config=self.config, environment=env, record=record)
         verdict = judge(env.name, run.results.metrics, settings.policy, run.results.tallies(),
                         settings.fail_on_warn, settings.fail_on_inconclusive)
-        unused = unused_note(settings.policy, (m.name for m in run.results.metrics))
+        unused = unused_note(settings.policy, ((m.name, m.labels) for m in run.results.metrics))
         if unused:
             run.results.add_note(unused)
         return verdict

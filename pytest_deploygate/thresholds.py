@@ -9,7 +9,7 @@ import fnmatch
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,16 +90,50 @@ def parse_condition(text: str, metric: str) -> Condition:
     return Condition(op, number, shown)
 
 
+_SELECTOR = re.compile(r"^(?P<name>[^{}]+)\{(?P<labels>[^{}]*)\}$")
+
+
+def parse_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """A threshold key's metric name (exact or glob) and label selector:
+    ``"smoke.api.latency_ms{path=/api/products}"`` → ``("smoke.api.latency_ms", (("path", "/api/products"),))``.
+    Label values are taken as written (no quotes, no commas); ValueError says what is wrong."""
+    if "{" not in key and "}" not in key:
+        return key, ()
+    m = _SELECTOR.match(key)
+    if not m:
+        raise ValueError(f"bad label selector in {key!r}: expected name{{label=value,...}}, "
+                         "e.g. \"smoke.api.latency_ms{path=/api/products}\"")
+    labels: dict[str, str] = {}
+    for part in m.group("labels").split(","):
+        label, eq, value = part.partition("=")
+        label, value = label.strip(), value.strip()
+        if not eq or not label or not value:
+            raise ValueError(f"bad label selector in {key!r}: {part.strip()!r} is not label=value")
+        if label in labels:
+            raise ValueError(f"bad label selector in {key!r}: label {label!r} given twice")
+        labels[label] = value
+    return m.group("name").strip(), tuple(sorted(labels.items()))
+
+
 @dataclass(frozen=True)
 class Threshold:
-    """A metric pattern (exact name or glob) with a fail and an optional warn condition."""
+    """A metric pattern (exact name or glob, optionally with a label selector ``{path=/api/x}``) with a
+    fail and an optional warn condition."""
 
+    #: the key as written in thresholds.toml (name and selector)
     metric: str
     fail: Condition | None = None
     warn: Condition | None = None
     description: str = ""
     #: fewer samples than this (requests behind a rate, latency samples) and the metric is INCONCLUSIVE
     min_samples: int | None = None
+    #: the selector's labels, sorted: the threshold judges only metrics carrying all of them
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The metric name (or glob) without the label selector."""
+        return parse_key(self.metric)[0] if self.labels else self.metric
 
     def judge(self, value: float) -> str:
         if self.fail is not None and self.fail.breached(value):
@@ -122,20 +156,53 @@ class Threshold:
         return ", ".join(parts)
 
 
+def _is_glob(name: str) -> bool:
+    return any(ch in name for ch in "*?[")
+
+
 @dataclass(frozen=True)
 class Policy:
-    """Thresholds for one environment: defaults with that environment's overrides applied."""
+    """Thresholds for one environment: defaults with that environment's overrides applied.
+
+    Which threshold judges a metric (most specific wins): a threshold of the metric's exact name whose
+    label selector the metric carries, the one with the most labels first (so exact labels beat a subset
+    of them; among equally many, the first written); then the exact name without labels; then globs, in
+    the same order (labelled before plain, first written first). A selector never matches a metric that
+    lacks one of its labels.
+    """
 
     path: Path | None
     thresholds: tuple[Threshold, ...]
+    #: name → its candidates in precedence order, as (selector labels, threshold); built on first lookup
+    _plans: dict[str, tuple[tuple[frozenset[tuple[str, str]], Threshold], ...]] = field(
+        default_factory=dict, init=False, compare=False, repr=False)
 
-    def lookup(self, metric: str) -> Threshold | None:
-        """The threshold for ``metric``: an exact name wins, then the first matching glob."""
-        for t in self.thresholds:
-            if t.metric == metric:
-                return t
-        for t in self.thresholds:
-            if any(ch in t.metric for ch in "*?[") and fnmatch.fnmatchcase(metric, t.metric):
+    def _plan(self, name: str) -> tuple[tuple[frozenset[tuple[str, str]], Threshold], ...]:
+        exact = [t for t in self.thresholds if not _is_glob(t.name) and t.name == name]
+        globs = [t for t in self.thresholds if _is_glob(t.name) and fnmatch.fnmatchcase(name, t.name)]
+        ordered = [t for group in (exact, globs)
+                   for t in sorted(group, key=lambda t: -len(t.labels))]  # stable: first written first
+        plan = tuple((frozenset(t.labels), t) for t in ordered)
+        self._plans[name] = plan
+        return plan
+
+    def lookup(self, metric: str, labels: Mapping[str, str] | None = None) -> Threshold | None:
+        """The threshold for ``metric`` carrying ``labels`` (see the class for the precedence): one dict
+        lookup per metric name, then a scan of that name's few candidates until the first whose selector
+        the metric's labels contain."""
+        plan = self._plans.get(metric)
+        if plan is None:
+            plan = self._plan(metric)
+        if not plan:
+            return None
+        if not labels:
+            for selector, t in plan:
+                if not selector:
+                    return t
+            return None
+        items = labels.items()
+        for selector, t in plan:
+            if not selector or selector <= items:
                 return t
         return None
 
@@ -183,7 +250,11 @@ def _thresholds(table: Mapping[str, Any], src: Source, path: tuple[str, ...],
                 declared: set[str] | frozenset[str] = frozenset()) -> dict[str, Threshold]:
     out: dict[str, Threshold] = {}
     for metric, spec in table.items():
-        why = unknown_metric(metric, declared)
+        try:
+            name, labels = parse_key(metric)
+        except ValueError as exc:
+            raise src.error(str(exc), (*path, metric)) from None
+        why = unknown_metric(name, declared)
         if why:
             raise src.error(why, (*path, metric))
         if "fail" not in spec and "warn" not in spec:
@@ -192,7 +263,7 @@ def _thresholds(table: Mapping[str, Any], src: Source, path: tuple[str, ...],
         for level in ("fail", "warn"):
             if level in spec:
                 try:
-                    conds[level] = parse_condition(spec[level], metric)
+                    conds[level] = parse_condition(spec[level], name)
                 except ValueError as exc:
                     raise src.error(str(exc), (*path, metric, level)) from None
         if "fail" in conds and "warn" in conds:
@@ -200,7 +271,7 @@ def _thresholds(table: Mapping[str, Any], src: Source, path: tuple[str, ...],
             if why:
                 raise src.error(why, (*path, metric, "warn"))
         out[metric] = Threshold(metric, conds.get("fail"), conds.get("warn"),
-                                spec.get("description", ""), spec.get("min_samples"))
+                                spec.get("description", ""), spec.get("min_samples"), labels)
     return out
 
 
@@ -209,7 +280,8 @@ def parse_policy(src: Source, environment: str) -> Policy:
     tables: list[tuple[tuple[str, ...], Mapping[str, Any]]] = [(("metrics",), src.data.get("metrics", {}))]
     tables += [(("environments", name, "metrics"), env.get("metrics", {}))
                for name, env in src.data.get("environments", {}).items()]
-    declared = {metric for _, table in tables for metric, spec in table.items() if spec.get("custom")}
+    declared = {metric.split("{", 1)[0] for _, table in tables for metric, spec in table.items()
+                if spec.get("custom")}
     count = sum(len(table) for _, table in tables)
     if src.data.get("policy") == "none":
         if count:
@@ -229,22 +301,38 @@ def parse_policy(src: Source, environment: str) -> Policy:
     return Policy(src.path, tuple(merged.values()))
 
 
-def unused_thresholds(policy: Policy, metric_names: Iterable[str]) -> list[str]:
-    """The thresholds of ``policy`` that judged none of ``metric_names`` (a glob shadowed by exact names
+#: a recorded metric as the policy sees it: its name, or its name and labels
+MetricRef = str | tuple[str, Mapping[str, str] | tuple[tuple[str, str], ...]]
+
+
+def _refs(metrics: Iterable[MetricRef]) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    out: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    for m in metrics:
+        if isinstance(m, str):
+            out.add((m, ()))
+        else:
+            labels = m[1]
+            out.add((m[0], tuple(sorted(labels.items() if isinstance(labels, Mapping) else labels))))
+    return out
+
+
+def unused_thresholds(policy: Policy, metrics: Iterable[MetricRef]) -> list[str]:
+    """The thresholds of ``policy`` that judged none of ``metrics`` (names, or (name, labels) pairs: a
+    label selector judges only metrics carrying its labels; a threshold shadowed by a more specific one
     for every metric it matches judged nothing either), in policy order."""
     used = set()
-    for name in set(metric_names):
-        threshold = policy.lookup(name)
+    for name, labels in _refs(metrics):
+        threshold = policy.lookup(name, dict(labels))
         if threshold is not None:
             used.add(threshold.metric)
     return [t.metric for t in policy.thresholds if t.metric not in used]
 
 
-def unused_note(policy: Policy, metric_names: Iterable[str]) -> str | None:
+def unused_note(policy: Policy, metrics: Iterable[MetricRef]) -> str | None:
     """The summary note naming thresholds that judged nothing, among the categories this run measured
     (a smoke-only run leaves the performance thresholds unused by design), or None."""
-    names = set(metric_names)
-    ran = {n.split(".", 1)[0] for n in names}
+    names = _refs(metrics)
+    ran = {n.split(".", 1)[0] for n, _ in names}
     unused = [m for m in unused_thresholds(policy, names)
               if m.split(".", 1)[0] in ran or any(ch in m.split(".", 1)[0] for ch in "*?[")]
     if not unused:
