@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from .failures import Unverified
-from .schema import Either, MapOf, Num, OneOf, Section, Where, build, key, validate
+from .schema import ConfigError, Either, MapOf, Num, OneOf, Section, Where, build, key, validate
 from .sections import LATE_FIELDS, TEMPLATE_FIELDS
 
 S = TypeVar("S", bound=Section)
@@ -228,7 +228,10 @@ def _entries(cls: type[S], raw: Mapping[str, Any], kind: str, where: Where) -> t
         if isinstance(entry, str):
             entry = {"name": entry}
         else:
-            validate(entry, cls, at.src, at.path)
+            try:
+                validate(entry, cls, at.src, at.path)
+            except ConfigError as exc:  # said again through ``at``: an entry inherited from [defaults] is there
+                raise at.error(exc.message, *(exc.key or "").split(".")[len(at.path):]) from None
         out.append(cls.from_table(entry, at))
     return tuple(out)
 

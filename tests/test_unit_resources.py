@@ -408,3 +408,17 @@ def test_every_aws_operation_of_the_probes_is_a_read() -> None:
     assert all(name.startswith(READ_PREFIXES) for name in camel.values()), camel
     # a secret's or a parameter's value is never read
     assert not {"get_secret_value", "get_parameter", "get_parameters", "get_parameters_by_path"} & set(operations)
+
+
+def test_a_bad_table_entry_inherited_from_defaults_is_shown_at_its_defaults_line(tmp_path: Path) -> None:
+    err = _error(tmp_path, '[defaults.resources]\ntables = ["ok", { name = "t", pitr = "yes" }]\n')
+    assert err.message == "expected a boolean, got 'yes'" and err.key is not None
+    assert err.key.endswith("resources.tables.[1].pitr"), str(err)
+    assert err.line == BASE.count("\n") + 2, str(err)
+
+
+def test_duplicate_cloudwatch_metric_names_are_an_error(tmp_path: Path) -> None:
+    entry = '{ name = "custom.e_count", namespace = "N", metric = "M" }'
+    err = _error(tmp_path, f"{M}metrics = [{entry}, {entry}]\n")
+    assert "duplicate metric name 'custom.e_count'" in err.message and err.key is not None
+    assert err.key.endswith("monitoring.metrics.[1].name"), str(err)
