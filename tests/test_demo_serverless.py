@@ -251,11 +251,13 @@ def test_slow_endpoint_delays_one_path_only(running_demo: RunningDemo) -> None:
     assert_faults(demo, {"dev": {"log-level-wrong"}})
     assert token_matrix(demo) == own_pool_only()
 
-    def fastest(env: str, path: str) -> float:
+    def fastest(env: str, path: str, method: str = "GET", status: int = 200) -> float:
         times = []
         for _ in range(3):
             start = time.perf_counter()
-            assert requests.get(demo.api(env) + path, timeout=30).status_code == 200
+            answer = requests.request(method, demo.api(env) + path, json={"title": "t"} if method == "POST" else None,
+                                      timeout=30)
+            assert answer.status_code == status
             times.append(time.perf_counter() - start)
         return min(times)
 
@@ -263,6 +265,8 @@ def test_slow_endpoint_delays_one_path_only(running_demo: RunningDemo) -> None:
     # in another environment) answer in a few ms when idle, so their fastest of three stays far below
     assert fastest("staging", "/api/acceptance-tests") >= 0.8
     assert fastest("staging", "/api/stories") < 0.4
+    assert fastest("staging", "/api/acceptance-tests", "POST", 201) < 0.4  # GET only
+    assert fastest("staging", "/api/acceptance-tests/none", status=404) < 0.4  # that path only
     assert fastest("prod", "/api/acceptance-tests") < 0.4
 
 

@@ -274,7 +274,7 @@ class Service:
             time.sleep(SLOW_DELAY_S)
         elif "tail-latency" in self.faults and next(self._all_calls) % TAIL_EVERY == TAIL_EVERY - 1:
             time.sleep(SLOW_DELAY_S)
-        if "slow-endpoint" in self.faults and path == SLOW_ENDPOINT_PATH:
+        if "slow-endpoint" in self.faults and method == "GET" and path == SLOW_ENDPOINT_PATH:
             time.sleep(SLOW_ENDPOINT_DELAY_S)
         try:
             status, body = self.route(method, path, event)
