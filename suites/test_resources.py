@@ -15,6 +15,7 @@ or a parameter's value is never read).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -129,6 +130,8 @@ def test_function(aws, aws_for, deploy_env, peers, function, gate, skip_absent) 
     with _probe(gate, deploy_env, "Lambda function", name, function.optional, skip_absent) as probe:
         answer = call(aws.client("lambda"), "get_function", probe.what, FunctionName=name)
         expected = {k: deploy_env.format(v) for k, v in function.environment.items()}
+        if function.image_tag is not None:
+            function = dataclasses.replace(function, image_tag=deploy_env.format(function.image_tag))
         problems = function_problems(answer, function, expected, deploy_env.aws.account_id)
         role = answer.get("Configuration", {}).get("Role", "")
         if function.distinct_role and role:

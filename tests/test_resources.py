@@ -156,9 +156,10 @@ alarms = [{{ prefix = "{{service}}-{{stage}}-" }}]
     assert "Traceback" not in res.output
 
 
-def test_api_stages_and_cloudwatch_statistics(gate_project: Gate, running_demo: RunningDemo) -> None:
+def test_api_stages_image_functions_and_cloudwatch_statistics(gate_project: Gate, running_demo: RunningDemo) -> None:
     """What the reference deployment does not have is created in staging's account here, as a deploy and its
-    traffic would: REST API stages (the reference API is a local process) and Lambda datapoints."""
+    traffic would: REST API stages (the reference API is a local process), container-image functions and
+    Lambda datapoints."""
     import datetime
 
     import boto3
@@ -177,6 +178,13 @@ def test_api_stages_and_cloudwatch_statistics(gate_project: Gate, running_demo: 
     apigw.update_stage(restApiId=throttled, stageName="staging", patchOperations=[
         {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": "100"},
         {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": "200"}])
+    role = session.client("iam", endpoint_url=info["endpoint_url"]).create_role(
+        RoleName="aipm-backend-staging-worker-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lambdas = session.client("lambda", endpoint_url=info["endpoint_url"])
+    for name, tag in (("worker", "worker-staging-4f2a9c1"), ("cron", "cron-dev-77aa01b")):  # cron: dev's image
+        lambdas.create_function(FunctionName=f"aipm-backend-staging-{name}", Role=role, PackageType="Image",
+                                Code={"ImageUri": f"{info['account_id']}.dkr.ecr.us-east-1.amazonaws.com/"
+                                                  f"aipm-backend:{tag}"})
     now = datetime.datetime.now(datetime.timezone.utc)
     function = [{"Name": "FunctionName", "Value": "aipm-backend-staging-api"}]
     session.client("cloudwatch", endpoint_url=info["endpoint_url"]).put_metric_data(Namespace="AWS/Lambda", MetricData=[
@@ -190,6 +198,10 @@ def test_api_stages_and_cloudwatch_statistics(gate_project: Gate, running_demo: 
     config = gate_project.path / "deploygate.toml"
     config.write_text(config.read_text() + """
 [environments.staging.resources]
+functions = [
+    { name = "{service}-{stage}-worker", image_tag = "worker-{stage}-*" },
+    { name = "{service}-{stage}-cron", image_tag = "cron-{stage}-*" },
+]
 apis = [
     { name = "{service}-{stage}-api", throttling = { rate = 100, burst = 200 } },
     { name = "{service}-{stage}-admin" },
@@ -211,14 +223,20 @@ dimensions = {{ FunctionName = "{{service}}-{{stage}}-api" }}
                                                  '{ fail = "> 0" }\n"custom.lambda_duration_max_ms" = '
                                                  '{ warn = "> 1000", fail = "> 3000" }\n', 1))
     res = gate_project.run("--env", "staging", "-m", "gate and smoke", "-k",
-                           "test_resources and (test_api_stage or test_cloudwatch_metric)", "-rA")
+                           "test_resources and (test_api_stage or test_cloudwatch_metric or test_function)", "-rA")
     assert res.ret == 1, res.output
     # API stages: throttled passes, unthrottled fails naming why, an absent optional one is skipped
     assert "PASSED test_resources.py::test_api_stage[aipm-backend-staging-api/staging]" in res.stdout
     reasons = {nodeid.split("::", 1)[1]: reason for nodeid, reason in res.failed_tests().items()}
+    cron_uri = f"{info['account_id']}.dkr.ecr.us-east-1.amazonaws.com/aipm-backend:cron-dev-77aa01b"
     assert reasons == {"test_api_stage[aipm-backend-staging-admin/staging]":
                        "API Gateway stage aipm-backend-staging-admin/staging in staging: has no throttling on */* "
-                       "(rate and burst limits)"}
+                       "(rate and burst limits)",
+                       # the image tag: staging runs dev's image
+                       "test_function[aipm-backend-staging-cron]":
+                       "Lambda function aipm-backend-staging-cron in staging: image tag is 'cron-dev-77aa01b' "
+                       f"({cron_uri}), expected 'cron-staging-*'"}
+    assert "PASSED test_resources.py::test_function[aipm-backend-staging-worker]" in res.stdout
     assert "aipm-backend-staging-web/staging in staging does not exist (no REST API named " in res.stdout
     # CloudWatch statistics over the window, judged by the policy
     errors = res.metric("custom.lambda_errors_count")
