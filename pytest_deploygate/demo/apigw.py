@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from .process import announce, exit_with_parent
-from .service import Service, preload
+from .service import Service
 
 
 def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
@@ -67,19 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
-    parser.add_argument("--config-stdin", action="store_true",
-                        help="read the environment (a JSON object) from one line of stdin before serving")
     args = parser.parse_args(argv)
     exit_with_parent(args.parent_pid)
-    session = None
-    if args.config_stdin:
-        # libraries and models load while the launcher provisions this environment; then its configuration
-        session = preload(os.environ.get("AWS_REGION", "us-east-1"))
-        line = sys.stdin.readline()
-        if not line:
-            raise SystemExit("apigw: no configuration on stdin (the launcher is gone)")
-        os.environ.update({str(k): str(v) for k, v in json.loads(line).items()})
-    service = Service(session=session)
+    service = Service()
     service.warm_clients()
     service.start_ttl_sweeper(float(os.environ.get("DEMO_TTL_SWEEP_S", "5")))
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(service))

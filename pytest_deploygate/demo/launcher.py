@@ -25,6 +25,13 @@ from .faults import format_faults
 from .service import COLLECTIONS, _var
 
 SERVICE = "aipm-backend"
+#: the AWS services provisioning calls (their boto3 models load while the servers start) and the moto
+#: backends behind them, which the fork server loads once before it forks the moto servers (``kms``: the
+#: tables' encryption)
+PROVISIONED_SERVICES = ("dynamodb", "s3", "iam", "lambda", "logs", "cognito-idp", "sqs", "cloudwatch", "ssm",
+                        "secretsmanager")
+MOTO_BACKENDS = ("dynamodb", "s3", "iam", "awslambda", "logs", "cognitoidp", "sqs", "cloudwatch", "ssm",
+                 "secretsmanager", "kms")
 START_TIMEOUT_S = 60.0
 ENVIRONMENT_LABELS = {"dev": "development", "staging": "staging", "prod": "production"}
 
@@ -68,29 +75,121 @@ def pid_alive(pid: int) -> bool:
 
 @dataclass
 class _Proc:
+    """A server process: started here (``popen``) or forked by the fork server (``forks``)."""
+
     name: str
-    popen: subprocess.Popen[bytes]
     ready_file: Path
     log: Path
+    popen: subprocess.Popen[bytes] | None = None
+    forks: _ForkServer | None = None
+
+    @property
+    def pid(self) -> int | None:
+        if self.popen is not None:
+            return self.popen.pid
+        return self.forks.pid_of(self.name) if self.forks is not None else None
+
+    def failed(self) -> str | None:
+        """Why it will never be ready (it exited, or was never forked), or None while it still may be."""
+        if self.popen is not None:
+            code = self.popen.poll()
+            return None if code is None else f"exited with {code}"
+        assert self.forks is not None
+        pid = self.forks.pid_of(self.name)
+        if pid is None:
+            return self.forks.failed()
+        return None if pid_alive(pid) else "exited"
 
 
-def _spawn(module: str, args: list[str], name: str, workdir: Path,
-           env: Mapping[str, str] | None = None, stdin: bool = False) -> _Proc:
-    ready = workdir / f"{name}.ready.json"
-    ready.unlink(missing_ok=True)
-    log = workdir / f"{name}.log"
+def _child_environ(env: Mapping[str, str] | None = None) -> dict[str, str]:
     child_env = dict(os.environ)
     child_env.update(env or {})
     child_env.pop("DEPLOYGATE_DEMO_FAULTS", None)  # a server knows only its own faults
+    return child_env
+
+
+def _spawn(module: str, args: list[str], name: str, workdir: Path,
+           env: Mapping[str, str] | None = None) -> _Proc:
+    ready = workdir / f"{name}.ready.json"
+    ready.unlink(missing_ok=True)
+    log = workdir / f"{name}.log"
     with open(log, "wb") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", module, "--ready-file", str(ready), "--parent-pid", str(os.getpid()),
              *args],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            env=child_env,
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_child_environ(env),
             cwd=str(workdir),
         )
-    return _Proc(name, popen, ready, log)
+    return _Proc(name, ready, log, popen=popen)
+
+
+class _ForkServer:
+    """``demo/forkserver.py``: one process imports moto, boto3 and the reference API once and forks every
+    server from itself (seven imports of ~0.5 CPU-s each cost more than the whole launch on two cores).
+    Its stdin stays open while the deployment runs: it exits when the launcher is gone."""
+
+    def __init__(self, workdir: Path, backends: Iterable[str] = ()) -> None:
+        self.workdir = workdir
+        self.log = workdir / "forkserver.log"
+        args = ["--workdir", str(workdir)]
+        if backends:
+            args += ["--backends", ",".join(backends)]
+        with open(self.log, "wb") as err:
+            self.popen: subprocess.Popen[bytes] = subprocess.Popen(
+                [sys.executable, "-m", "pytest_deploygate.demo.forkserver", *args],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=_child_environ(), cwd=str(workdir))
+        self.proc = _Proc("forkserver", workdir / "forkserver.ready", self.log, popen=self.popen)
+        self._pids: dict[str, int] = {}
+        self._errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, name="demo-forkserver", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            with self._lock:
+                if "pid" in answer:
+                    self._pids[answer["name"]] = int(answer["pid"])
+                else:
+                    self._errors[answer.get("name")] = str(answer.get("error"))
+
+    def pid_of(self, name: str) -> int | None:
+        with self._lock:
+            return self._pids.get(name)
+
+    def failed(self) -> str | None:
+        with self._lock:
+            for name, error in self._errors.items():
+                return f"not started by the fork server ({name}: {error})"
+        code = self.popen.poll()
+        if code is None:
+            return None
+        tail = self.log.read_text(errors="replace")[-800:] if self.log.exists() else ""
+        return f"not started: the fork server exited with {code}; log {self.log}:\n{tail}"
+
+    def spawn(self, module: str, args: list[str], name: str, env: Mapping[str, str] | None = None) -> _Proc:
+        ready = self.workdir / f"{name}.ready.json"
+        ready.unlink(missing_ok=True)
+        request = {"name": name, "module": module, "env": dict(env or {}),
+                   "argv": ["--ready-file", str(ready), "--parent-pid", str(self.popen.pid), *args]}
+        assert self.popen.stdin is not None
+        try:
+            self.popen.stdin.write(json.dumps(request).encode() + b"\n")
+            self.popen.stdin.flush()
+        except BrokenPipeError:
+            pass  # it exited: failed() says why
+        return _Proc(name, ready, self.workdir / f"{name}.log", forks=self)
+
+    def close(self) -> None:
+        if self.popen.stdin is not None and not self.popen.stdin.closed:
+            try:
+                self.popen.stdin.close()
+            except BrokenPipeError:
+                pass
 
 
 def _wait_ready(procs: list[_Proc], deadline: float) -> dict[str, dict[str, Any]]:
@@ -101,16 +200,15 @@ def _wait_ready(procs: list[_Proc], deadline: float) -> dict[str, dict[str, Any]
                 continue
             if p.ready_file.exists():
                 ready[p.name] = json.loads(p.ready_file.read_text())
-            elif p.popen.poll() is not None:
+            elif (why := p.failed()) is not None:
                 tail = p.log.read_text(errors="replace")[-800:] if p.log.exists() else ""
-                raise DemoError(f"reference deployment: {p.name} exited with {p.popen.returncode} "
-                                f"before it was ready; log {p.log}:\n{tail}")
+                raise DemoError(f"reference deployment: {p.name} {why} before it was ready; log {p.log}:\n{tail}")
         if len(ready) < len(procs):
             if time.monotonic() > deadline:
                 late = [p.name for p in procs if p.name not in ready]
                 raise DemoError(f"reference deployment: {', '.join(late)} not ready within "
                                 f"{START_TIMEOUT_S:g} s")
-            time.sleep(0.05)
+            time.sleep(0.01)
     return ready
 
 
@@ -205,6 +303,11 @@ class AwsClients:
         self._lock = threading.Lock()
         self._session: Any = None
         self._clients: dict[tuple[str, str], Any] = {}
+
+    def prepare(self, services: Iterable[str]) -> None:
+        """Load the services' models now (a client with no connection), while the servers start."""
+        for service in services:
+            self.client(service, "http://127.0.0.1:9")
 
     def client(self, service: str, endpoint_url: str) -> Any:
         with self._lock:
@@ -336,17 +439,6 @@ def _each(work: Callable[[Any], None], items: Iterable[Any]) -> None:
             future.result()
 
 
-def _configure(proc: _Proc, environ: Mapping[str, str]) -> None:
-    """Hand an API process its environment (one JSON line on its stdin), as a deploy configures a Lambda."""
-    stdin = proc.popen.stdin
-    assert stdin is not None
-    try:
-        stdin.write(json.dumps(dict(environ)).encode() + b"\n")
-        stdin.close()
-    except BrokenPipeError:
-        pass  # it died: _wait_ready reports its exit and log
-
-
 class Demo:
     """A running reference deployment (started here, or found through its state file)."""
 
@@ -363,7 +455,8 @@ class Demo:
     @property
     def pids(self) -> list[int]:
         pids = [p for e in self.environments.values() for p in (e["api_pid"], e["aws_pid"])]
-        return pids + ([self.state["osv_pid"]] if self.state.get("osv_pid") else [])
+        pids += [self.state["osv_pid"]] if self.state.get("osv_pid") else []
+        return pids + ([self.state["forkserver_pid"]] if self.state.get("forkserver_pid") else [])
 
     def alive(self) -> bool:
         return all(pid_alive(p) for p in self.pids)
@@ -384,14 +477,16 @@ class Demo:
         names = list(stages)
         accounts = {name: account_for(i) for i, name in enumerate(names)}
         procs: list[_Proc] = []
+        forks: _ForkServer | None = None
         try:
-            aws = [_spawn("pytest_deploygate.demo.awsserver", ["--account", accounts[n]], f"{n}-aws",
-                          workdir) for n in names]
-            osv = _spawn("pytest_deploygate.demo.osv", [], "osv", workdir)
-            apis = [_spawn("pytest_deploygate.demo.apigw", ["--config-stdin"], f"{n}-api", workdir, stdin=True)
-                    for n in names]
-            procs += [*aws, osv, *apis]
+            forks = _ForkServer(workdir, MOTO_BACKENDS)
+            procs.append(forks.proc)
+            aws = [forks.spawn("pytest_deploygate.demo.awsserver", ["--account", accounts[n]], f"{n}-aws")
+                   for n in names]
+            osv = forks.spawn("pytest_deploygate.demo.osv", [], "osv")
+            procs += [*aws, osv]
             clients = AwsClients()
+            clients.prepare(PROVISIONED_SERVICES)  # boto3 imported, models loaded while moto loads
             aws_ready = _wait_ready([*aws, osv], deadline)
             setups = {n: EnvironmentSetup(
                 name=n, stage=stages[n], index=i, faults=faults.get(n, frozenset()), account_id=accounts[n],
@@ -403,11 +498,13 @@ class Demo:
             _each(provision_environment, setups.values())
             for setup in setups.values():
                 wire_environment(setup)
-            for proc, setup in zip(apis, setups.values(), strict=True):
-                _configure(proc, setup.api_env)
+            apis = [forks.spawn("pytest_deploygate.demo.apigw", [], f"{n}-api", setup.api_env)
+                    for n, setup in setups.items()]
+            procs += apis
             api_ready = _wait_ready(apis, deadline)
             state: dict[str, Any] = {
                 "version": 1, "owner_pid": os.getpid(), "workdir": str(workdir), "osv_pid": aws_ready["osv"]["pid"],
+                "forkserver_pid": forks.popen.pid,
                 "faults": format_faults(dict(faults)), "started_at": time.time(), "environments": {},
             }
             for n, setup in setups.items():
@@ -430,8 +527,9 @@ class Demo:
             demo.write_state()
             return demo
         except BaseException:
-            for p in procs:
-                _terminate(p.popen.pid, p.popen)
+            _terminate_all([p for p in procs if p.forks is not None], [p for p in procs if p.forks is None])
+            if forks is not None:
+                forks.close()
             raise
 
     def warm(self) -> None:
@@ -464,11 +562,38 @@ class Demo:
 
     def stop(self) -> None:
         """Stop every process by its pid (SIGTERM, then SIGKILL) and remove the state file."""
-        popens = {p.popen.pid: p.popen for p in self._procs}
-        for pid in self.pids:
-            _terminate(pid, popens.get(pid))
+        popens = {p.popen.pid: p.popen for p in self._procs if p.popen is not None}
+        servers = self.pids
+        parent = self.state.get("forkserver_pid")
+        # the servers first (the fork server reaps them), then the fork server
+        _terminate_pids([p for p in servers if p != parent], popens)
+        _terminate_pids([p for p in servers if p == parent], popens)
+        for p in self._procs:
+            if p.popen is not None and p.popen.stdin is not None and not p.popen.stdin.closed:
+                try:
+                    p.popen.stdin.close()
+                except BrokenPipeError:
+                    pass
         if self.owned or self.state_path.exists():
             self.state_path.unlink(missing_ok=True)
+
+
+def _terminate_all(forked: list[_Proc], started: list[_Proc]) -> None:
+    """Stop what a failed start left: the forked servers, then the processes started here."""
+    _terminate_pids([pid for p in forked if (pid := p.pid) is not None], {})
+    _terminate_pids([p.popen.pid for p in started if p.popen is not None],
+                    {p.popen.pid: p.popen for p in started if p.popen is not None})
+
+
+def _terminate_pids(pids: list[int], popens: Mapping[int, subprocess.Popen[bytes]], grace_s: float = 5.0) -> None:
+    """SIGTERM every pid at once, then wait for each (SIGKILL after ``grace_s``)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for pid in pids:
+        _terminate(pid, popens.get(pid), grace_s)
 
 
 def _terminate(pid: int, popen: subprocess.Popen[bytes] | None = None, grace_s: float = 5.0) -> None:

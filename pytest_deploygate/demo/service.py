@@ -55,15 +55,17 @@ def boto_session(region: str) -> Any:
     return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
 
 
-def preload(region: str = "us-east-1") -> Any:
-    """A session with boto3 imported and the DynamoDB model loaded, before the configuration is known: an API
-    process does this while its environment is still being provisioned. Creating a client opens no
-    connection."""
+_preloaded: list[Any] = []
+
+
+def preload(region: str = "us-east-1") -> None:
+    """Import boto3 and load the DynamoDB model into a session the next ``Service`` (of that region) uses: the
+    fork server does this once, before it forks the APIs. Creating a client opens no connection."""
     from boto3.dynamodb.types import TypeDeserializer  # noqa: F401  (imported now, not on the first request)
 
     session = boto_session(region)
     session.client("dynamodb", endpoint_url="http://127.0.0.1:9")
-    return session
+    _preloaded[:] = [session]
 
 
 class _Table:
@@ -190,6 +192,7 @@ class Service:
         self._api_calls = itertools.count()
         self._all_calls = itertools.count()
         self._clients: dict[str | None, Any] = {}
+        session = session if session is not None else next(iter(_preloaded), None)
         self._session = session if session is not None and session.region_name == self.region else None
         self.writes = 0
         self.requests = 0
