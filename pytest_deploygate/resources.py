@@ -134,7 +134,7 @@ class SecretSpec(Section):
     name: str = _name()
     optional: bool = _optional()
     #: a glob on the KMS key that encrypts it (default: any; every secret is encrypted)
-    kms_key: str | None = field(default=None, metadata=key(str))
+    kms_key: str | None = field(default=None, metadata=key(str, template=NAME_FIELDS))
     rotation: bool = field(default=False, metadata=key(bool))
 
 
@@ -147,7 +147,7 @@ class ParameterSpec(Section):
     name: str = _name()
     optional: bool = _optional()
     type: str = field(default="SecureString", metadata=key(OneOf("SecureString", "String", "StringList")))
-    kms_key: str | None = field(default=None, metadata=key(str))
+    kms_key: str | None = field(default=None, metadata=key(str, template=NAME_FIELDS))
 
 
 @dataclass(frozen=True)
@@ -513,9 +513,9 @@ def secret_problems(secret: Mapping[str, Any], spec: SecretSpec) -> list[str]:
     problems = []
     if secret.get("DeletedDate"):
         problems.append(f"is scheduled for deletion ({secret['DeletedDate']})")
-    key = secret.get("KmsKeyId") or "aws/secretsmanager (the default key)"
+    used = secret.get("KmsKeyId") or "aws/secretsmanager (the default key)"
     if spec.kms_key and not fnmatch.fnmatchcase(str(secret.get("KmsKeyId") or ""), spec.kms_key):
-        problems.append(f"is encrypted with {key}, expected {spec.kms_key!r}")
+        problems.append(f"is encrypted with {used}, expected {spec.kms_key!r}")
     if spec.rotation and not secret.get("RotationEnabled"):
         problems.append("has rotation disabled")
     return problems

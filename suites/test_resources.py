@@ -119,6 +119,12 @@ def _is_botocore_error(exc: BaseException) -> bool:
     return isinstance(exc, BotoCoreError)
 
 
+def _filled(spec: Any, env: Any, *fields: str) -> Any:
+    """``spec`` with its template ``fields`` (``image_tag = "api-{stage}-*"``) filled in for ``env``."""
+    values = {f: env.format(getattr(spec, f)) for f in fields if getattr(spec, f) is not None}
+    return dataclasses.replace(spec, **values)
+
+
 def _probe(gate: Any, env: Any, kind: str, name: str, optional: bool, skip_absent: bool) -> Probe:
     return Probe(gate, env, kind, name, optional, skip_absent)
 
@@ -130,9 +136,8 @@ def test_function(aws, aws_for, deploy_env, peers, function, gate, skip_absent) 
     with _probe(gate, deploy_env, "Lambda function", name, function.optional, skip_absent) as probe:
         answer = call(aws.client("lambda"), "get_function", probe.what, FunctionName=name)
         expected = {k: deploy_env.format(v) for k, v in function.environment.items()}
-        if function.image_tag is not None:
-            function = dataclasses.replace(function, image_tag=deploy_env.format(function.image_tag))
-        problems = function_problems(answer, function, expected, deploy_env.aws.account_id)
+        problems = function_problems(answer, _filled(function, deploy_env, "image_tag"), expected,
+                                     deploy_env.aws.account_id)
         role = answer.get("Configuration", {}).get("Role", "")
         if function.distinct_role and role:
             peer_roles = {}
@@ -216,7 +221,7 @@ def test_secret(aws, deploy_env, secret, gate, skip_absent) -> None:  # type: ig
     name = deploy_env.format(secret.name)
     with _probe(gate, deploy_env, "secret", name, secret.optional, skip_absent) as probe:
         described = call(aws.client("secretsmanager"), "describe_secret", probe.what, SecretId=name)
-        probe.fail(secret_problems(described, secret))
+        probe.fail(secret_problems(described, _filled(secret, deploy_env, "kms_key")))
 
 
 def test_parameter(aws, deploy_env, parameter, gate, skip_absent) -> None:  # type: ignore[no-untyped-def]
@@ -228,7 +233,7 @@ def test_parameter(aws, deploy_env, parameter, gate, skip_absent) -> None:  # ty
         found = [p for p in found if p.get("Name") == name]
         if not found:
             raise Absent(f"{probe.what} does not exist")
-        probe.fail(parameter_problems(found[0], parameter))
+        probe.fail(parameter_problems(found[0], _filled(parameter, deploy_env, "kms_key")))
 
 
 def test_table_options(aws, deploy_env, table_options, gate, skip_absent) -> None:  # type: ignore[no-untyped-def]
