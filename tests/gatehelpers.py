@@ -81,6 +81,10 @@ class GateResult:
         return {f["nodeid"]: f["reason"] for c in self.report["categories"].values()
                 for f in c["failed_tests"]}
 
+    def reason(self, test: str) -> str:
+        """The reason of the first failed test whose id contains ``test`` ("" when none did)."""
+        return next((r for n, r in self.failed_tests().items() if test in n), "")
+
 
 class Gate:
     """Runs ``pytest`` in a fresh project directory holding the repository's deploygate.toml."""
