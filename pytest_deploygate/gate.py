@@ -285,23 +285,34 @@ def judge(environment: str, metrics: Iterable[Metric], policy: Policy,
     """Judge every metric against the policy; a failed test fails its category. A run in which no check
     ran (nothing passed or failed, no threshold judged) is NO CHECKS, which blocks promotion."""
     results: list[MetricResult] = []
+    # per category, the set of levels its metrics reached (one pass; ``worst`` needs only the set)
+    reached: dict[str, set[str]] = {}
+    described: dict[int, str] = {}  # a threshold's description, once per threshold (many metrics share one)
+    info = Judgement(INFO)
     for m in metrics:
         threshold = policy.lookup(m.name, m.labels)
         if threshold is None:
-            j, desc = Judgement(INFO), ""
+            j, desc = info, ""
         else:
             j = judge_value(threshold, m.value, m.unit, m.samples)
-            desc = threshold.describe() + (f", min_samples {threshold.min_samples}"
-                                           if threshold.min_samples is not None else "")
+            desc = described.get(id(threshold), None)
+            if desc is None:
+                desc = described[id(threshold)] = threshold.describe() + (
+                    f", min_samples {threshold.min_samples}" if threshold.min_samples is not None else "")
         results.append(MetricResult(m.name, m.key, m.labels, m.value, m.unit, j.verdict, j.limit,
                                     desc, m.nodeid, m.samples, m.values, j.interval, j.samples_needed, j.why))
+        category = metric_category(m.name)
+        levels_of = reached.get(category)
+        if levels_of is None:
+            levels_of = reached[category] = set()
+        levels_of.add(j.verdict)
 
     categories: dict[str, dict[str, Any]] = {}
-    names = {r.category for r in results} | set(tests)
+    names = set(reached) | set(tests)
     order = (*CATEGORIES, OTHER)
     for cat in sorted(names, key=lambda c: (order.index(c) if c in order else len(order), c)):
         tally = tests.get(cat, TestTally())
-        levels = [r.verdict for r in results if r.category == cat]
+        levels = list(reached.get(cat, ()))
         if tally.failed:
             levels.append(FAIL)
         if not levels and not tally.passed and not tally.skipped:
@@ -312,7 +323,8 @@ def judge(environment: str, metrics: Iterable[Metric], policy: Policy,
             "tests": {"passed": tally.passed, "failed": tally.failed, "skipped": tally.skipped},
             "failed_tests": list(tally.failures),
         }
-    checked = any(t.passed or t.failed for t in tests.values()) or any(r.verdict != INFO for r in results)
+    checked = (any(t.passed or t.failed for t in tests.values())
+               or any(levels - {INFO} for levels in reached.values()))
     overall = worst([c["verdict"] for c in categories.values()]) if checked else NO_CHECKS
     return Verdict(environment, overall, categories, results, fail_on_warn, fail_on_inconclusive)
 
