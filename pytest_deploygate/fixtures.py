@@ -279,8 +279,14 @@ class GateRecorder:
                 (FINDING_PROPERTY, json.dumps({"check": check, "severity": severity.upper(), "text": text})))
 
     def artifact(self, name: str, path: str) -> None:
-        """Attach a file (a load report, a scan result) to the gate report and the JUnit properties."""
+        """Attach a file (a load report, a scan result) to the gate report and the JUnit properties (its path
+        relative to the report directory: no absolute local path in JUnit)."""
         if self._item is not None:
+            run = get_run(self._item.config)
+            if run is not None:
+                from .report.metadata import relative_to
+
+                path = relative_to(path, run.settings.report_path.parent)
             self._item.user_properties.append((ARTIFACT_PROPERTY, f"{name}={path}"))
 
     def record(self, name: str, value: float, unit: str | None = None, *, samples: int | None = None,

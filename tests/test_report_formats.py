@@ -5,6 +5,7 @@ JSON report with the exit code of the verdict. (Rendering alone, fast: test_unit
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -34,14 +35,23 @@ def test_every_threshold_is_an_allure_test_case(gate_project: Gate, workers: lis
                            faults="staging:frontend-broken")
     assert res.ret == 1, res.output
     results = [json.loads(p.read_text()) for p in (gate_project.path / "allure").glob("*-result.json")]
-    thresholds = {r["name"]: r for r in results if r.get("fullName", "").startswith("deploygate::gate::")}
+    thresholds = {r["fullName"].removeprefix("deploygate::gate::"): r for r in results
+                  if r.get("fullName", "").startswith("deploygate::gate::")}
     breach = thresholds["smoke.frontend.missing_assets_count"]
+    assert breach["name"] == "smoke.frontend.missing_assets_count [FAIL 1 > 0]"
     assert breach["status"] == "failed"
     assert "breaches fail level > 0" in breach["statusDetails"]["message"]
     labels = {(label["name"], label["value"]) for label in breach["labels"]}
     assert {("suite", "smoke"), ("parentSuite", "deploygate gate: staging"), ("tag", "verdict:FAIL")} <= labels
+    verdict = thresholds["verdict"]
+    assert verdict["status"] == "failed" and verdict["name"] == "verdict: GATE FAIL (blocks promotion: yes)"
+    assert verdict["statusDetails"]["message"].startswith("GATE FAIL — blocks promotion: yes (1 check failed; ")
     passing = next(r for n, r in thresholds.items() if n.startswith("smoke.health.latency_ms"))
-    assert passing["status"] == "passed"
+    assert passing["status"] == "passed" and passing["name"] == passing["fullName"].removeprefix("deploygate::gate::")
+    # failed and warned first: distinct stamps, the verdict, then the breach, then the rest
+    ordered = sorted(thresholds.values(), key=lambda r: r["start"])
+    assert [r["status"] for r in ordered[:2]] == ["failed", "failed"] and ordered[0] is verdict
+    assert len({r["start"] for r in ordered}) == len(ordered)
     # the checks themselves are there too (allure-pytest's own results), once each
     assert sum(1 for r in results if r["name"] == "test_frontend_assets") == 1
 
@@ -52,7 +62,8 @@ def test_markdown_summary_for_ci_and_the_report_command(gate_project: Gate) -> N
     assert res.ret == 1, res.output
     summary = (gate_project.path / "out" / "summary.md").read_text()
     assert summary.startswith("## ❌ deploygate: staging — GATE FAIL")
-    assert "| smoke | ❌ FAIL | 8/9 | `smoke.frontend.missing_assets_count` " in summary
+    assert re.search(r"^\| smoke \| ❌ FAIL \| \d+/\d+( \(\d+ skipped\))? \| `smoke.frontend.missing_assets_count` ",
+                     summary, re.M), summary
     assert "- `test_smoke.py::test_frontend_assets`: " in summary
     assert "- FAIL `smoke.frontend.missing_assets_count` " in summary
     # the same from the JSON report, by the command line; the exit code says it blocks promotion
@@ -63,7 +74,8 @@ def test_markdown_summary_for_ci_and_the_report_command(gate_project: Gate) -> N
     healthy = gate_project.run("--env", "staging", "-m", "gate and smoke")
     assert healthy.ret == 0, healthy.output
     ok = subprocess.run([deploygate, "report"], cwd=gate_project.path, capture_output=True, text=True, timeout=60)
-    assert ok.returncode == 0 and "GATE PASS" in ok.stdout and "| smoke | ✅ PASS | 9/9 |" in ok.stdout
+    assert ok.returncode == 0 and "GATE PASS · blocks promotion: no (every check and threshold passed)" in ok.stdout
+    assert re.search(r"^\| smoke \| ✅ PASS \| (\d+)/\1( \(\d+ skipped\))? \|", ok.stdout, re.M), ok.stdout
     for bad, words in (("missing.json", "no gate report there"), ("deploygate.toml", "not a gate report")):
         err = subprocess.run([deploygate, "report", bad], cwd=gate_project.path, capture_output=True, text=True,
                              timeout=60)

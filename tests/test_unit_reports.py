@@ -179,8 +179,10 @@ def test_a_running_report_has_no_summary_and_an_interrupted_one_has(tmp_path: Pa
 def test_the_markdown_summary_of_a_failing_run(tmp_path: Path) -> None:
     md = render_markdown(GateReport.of_verdict(run := _failing_run(tmp_path), _verdict(run), 1, "0"))
     lines = md.splitlines()
-    assert lines[0] == "## ❌ deploygate: staging — GATE FAIL"
-    assert "| category | verdict | tests | breaches |" in lines
+    assert lines[0] == ("## ❌ deploygate: staging — GATE FAIL · blocks promotion: yes (1 check failed; "
+                        "1 threshold failed; 1 threshold warned)")
+    assert "checks: 3 passed, 1 failed, 1 skipped · thresholds: 1 passed, 1 warned, 1 failed" in lines
+    assert "| category | verdict | checks | breaches |" in lines
     assert "| crud | ❌ FAIL | 1/2 (1 skipped) | `crud.create_ms` 6200 ms (fail level > 5000 ms) |" in lines
     assert "| smoke | ⚠️ WARN | 1/1 | `smoke.health.latency_ms{path=/health}` 1500 ms (warn level > 1000 ms) |" \
         in lines
@@ -190,7 +192,19 @@ def test_the_markdown_summary_of_a_failing_run(tmp_path: Path) -> None:
     assert f"- `{FAILED_CRUD}`: POST /items answered 401 \\| sent Bearer {SECRET}" in lines
     assert "**Thresholds breached**" in lines
     assert "- FAIL `crud.create_ms` 6200 ms (fail level > 5000 ms)" in lines
-    assert lines[-1].startswith("3 passed, 1 failed, 1 skipped · run `dg-")
+    # every judged threshold with value, limit, headroom; failed and warned first
+    table = lines[lines.index("| threshold | verdict | value of limit, headroom | n | threshold |") + 2:]
+    assert table[:3] == [
+        "| `crud.create_ms` | ❌ FAIL | 6200 ms of 5000 ms, 24 % over | — | fail > 5000 ms |",
+        "| `smoke.health.latency_ms{path=/health}` | ⚠️ WARN | 1500 ms of 3000 ms, 50 % headroom "
+        "(past warn level > 1000 ms) | — | warn > 1000 ms, fail > 3000 ms |",
+        "| `performance.p95_ms` | ✅ PASS | 180 ms of 2000 ms, 91 % headroom | — | warn > 1000 ms, fail > 2000 ms |"]
+    assert any(line.startswith("<details open><summary>Thresholds: 3 judged") for line in lines)
+    # the artifact relative to the report directory, no absolute local path
+    assert re.search(r"^\*\*Artifacts\*\* · \[Locust HTML report\]\((\.\./)+locust-staging\.html\) · "
+                     r"\[gate report \(JSON\)\]\(report\.json\) \(paths relative to the report directory\)$", md, re.M)
+    assert str(tmp_path) not in md
+    assert lines[-1].startswith("run `dg-")
 
 
 def test_the_markdown_summary_caps_long_lists(tmp_path: Path) -> None:
@@ -260,7 +274,11 @@ def test_the_terminal_table_of_a_failing_run(tmp_path: Path) -> None:
     assert "  finding (bandit): B602 shell=True in app.py:3" in lines
     assert "B101" not in tr.text  # low severity stays in the JSON report
     assert "  FAIL crud.create_ms 6200 ms (fail level > 5000 ms)" in lines
-    assert lines[-1] == f"GATE FAIL  environment staging; report {run.settings.report_path}"
+    assert lines[-4:] == [
+        "checks: 3 passed, 1 failed, 1 skipped · thresholds: 1 passed, 1 warned, 1 failed",
+        "  (pytest's own count above includes the gate's cases: 1 threshold case failed and the verdict case failed)",
+        f"GATE FAIL  environment staging; report {run.settings.report_path}",
+        "blocks promotion: yes (1 check failed; 1 threshold failed; 1 threshold warned)"]
     assert ("FAIL", {"red": True, "bold": True}) in [(t.strip(), m) for t, m in tr.marked]
 
 

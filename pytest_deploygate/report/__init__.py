@@ -26,7 +26,7 @@ def deliver(config: pytest.Config, run: GateRun, verdict: Verdict, exit_status: 
 
     settings = run.settings
     report = GateReport.of_verdict(run, verdict, exit_status, version).redacted(run.secrets)
-    log_threshold_cases(config, report)
+    log_threshold_cases(config, report, settings.report_path.parent, run.secrets)
     write_report(report, settings.report_path, run.secrets, settings.markdown_path)
     notes = publish(report, run)
     if notes:

@@ -1,13 +1,23 @@
 """The gate verdict as Markdown, from the report model (of a live run, or read back from its JSON file): for
-a CI job summary (``--gate-markdown "$GITHUB_STEP_SUMMARY"``), a merge-request comment, or ``deploygate report``."""
+a CI job summary (``--gate-markdown "$GITHUB_STEP_SUMMARY"``), a merge-request comment, or ``deploygate report``.
+
+Top down: the verdict and whether it blocks promotion (and why), the counts (checks and thresholds apart),
+a table per category, what failed or warned, every judged threshold with its value, limit, headroom and
+sample size (folded in ``<details>`` when long), where the run came from (commit, CI job, target, deployed
+version, times) and links to its artifacts."""
 
 from __future__ import annotations
 
-from .model import NOTABLE, GateReport
+from .model import NOTABLE, GateReport, headroom_text
 from .terminal import figure, tests_cell
 
 _ICON = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "⛔", "INTERRUPTED": "⛔", "SKIP": "⏭️",
          "INCONCLUSIVE": "❔", "NO CHECKS": "⛔", "RUNNING": "⏳"}
+#: a thresholds table longer than this is folded (closed ``<details>``)
+FOLD_AFTER = 15
+_ARTIFACT_TITLES = {"report": "gate report (JSON)", "locust_html": "Locust HTML report", "locustfile": "locustfile",
+                    "locust_json": "Locust statistics (JSON)", "locust_log": "Locust log",
+                    "locust_failures": "Locust failures (CSV)"}
 
 
 def _cell(text: object) -> str:
@@ -15,19 +25,28 @@ def _cell(text: object) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
+def _link_target(link: str) -> str:
+    """A link target Markdown keeps whole (spaces and parentheses in a path)."""
+    return f"<{link}>" if any(c in link for c in " ()<>") else link
+
+
 def render_markdown(report: GateReport) -> str:
-    """Heading with the verdict, a category table, then what failed or warned (at most 20 lines each)."""
+    """Heading with the verdict and whether it blocks promotion, counts, a category table, what failed or
+    warned (at most 20 lines each), every judged threshold, where the run came from, artifacts."""
     verdict = report.verdict
-    lines = [f"## {_ICON.get(verdict, '')} deploygate: {report.env_name} — GATE {verdict}".replace("  ", " "), ""]
+    heading = f"## {_ICON.get(verdict, '')} deploygate: {report.env_name} — GATE {verdict}".replace("  ", " ")
+    lines = [f"{heading} · {_cell(report.promotion())}", ""]
     if report.interrupted:
         lines += [f"The run was interrupted: partial verdict {report.partial_verdict}; blocks promotion.", ""]
     if report.error:
         lines += [f"The gate could not run: {_cell(report.error)}", ""]
     if verdict == "NO CHECKS":
         lines += ["No check ran (nothing selected, or every check skipped): blocks promotion.", ""]
+    if report.judged:
+        lines += [report.counts_line(), ""]
     metrics = report.metrics
     if report.categories:
-        lines += ["| category | verdict | tests | breaches |", "|---|---|---|---|"]
+        lines += ["| category | verdict | checks | breaches |", "|---|---|---|---|"]
         for cat, info in report.categories.items():
             bad = [m for m in metrics if m.category == cat and m.verdict in NOTABLE]
             figures = "; ".join(figure(m, code=True) for m in bad[:3]) + (" …" if len(bad) > 3 else "")
@@ -48,9 +67,55 @@ def render_markdown(report: GateReport) -> str:
         if len(breaches) > 20:
             lines.append(f"- … {len(breaches) - 20} more in the JSON report")
         lines.append("")
-    counts = report.tests
-    tail = f"{counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed, {counts.get('skipped', 0)} skipped"
-    lines.append(" · ".join(p for p in (tail, f"run `{report.run_id}`" if report.run_id else "",
-                                        f"{report.duration_s} s" if report.judged and report.duration_s else "")
-                            if p))
+    lines += _thresholds_table(report)
+    lines += _run_block(report)
+    tail = [f"run `{report.run_id}`" if report.run_id else "",
+            f"{report.duration_s} s" if report.judged and report.duration_s else ""]
+    if any(tail):
+        lines.append(" · ".join(p for p in tail if p))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _thresholds_table(report: GateReport) -> list[str]:
+    """Every judged threshold: verdict, value of limit and headroom, sample size; folded when long."""
+    judged = report.ordered_thresholds()
+    if not judged:
+        return []
+    counts = report.threshold_counts()
+    said = ", ".join(f"{n} {k}" for k, n in counts.items() if n or k == "passed")
+    state = " open" if len(judged) <= FOLD_AFTER else ""
+    lines = [f"<details{state}><summary>Thresholds: {len(judged)} judged ({said}): value, limit, headroom, n"
+             "</summary>", "", "| threshold | verdict | value of limit, headroom | n | threshold |",
+             "|---|---|---|---|---|"]
+    for m, _failed in judged:
+        n = str(m.samples) if m.samples is not None else "—"
+        lines.append(f"| `{_cell(m.key)}` | {_ICON.get(m.verdict, '')} {m.verdict} | {_cell(headroom_text(m))} "
+                     f"| {n} | {_cell(m.threshold)} |")
+    return [*lines, "", "</details>", ""]
+
+
+def _run_block(report: GateReport) -> list[str]:
+    """Where the run came from (commit, CI job, target, deployed version, times) and its artifacts."""
+    meta = report.metadata
+    parts = []
+    if meta.get("commit"):
+        parts.append(f"commit `{meta['commit'][:12]}`")
+    if meta.get("ci_job_url"):
+        parts.append(f"[{meta.get('ci') or 'CI'} job]({_link_target(meta['ci_job_url'])})")
+    if meta.get("target_url"):
+        parts.append(f"target {meta['target_url']}")
+    if meta.get("deployed_version"):
+        parts.append(f"deployed version `{_cell(meta['deployed_version'])}`")
+    if report.judged or meta:
+        from .model import iso
+
+        parts.append(f"started {iso(report.started_at)}")  # the duration ends the summary
+    lines = []
+    if parts:
+        lines += ["**Run** · " + " · ".join(parts), ""]
+    if report.links:
+        relative = any("://" not in link for link in report.links.values())
+        items = [f"[{_ARTIFACT_TITLES.get(name, name)}]({_link_target(link)})" for name, link in report.links.items()]
+        lines += ["**Artifacts** · " + " · ".join(items)
+                  + (" (paths relative to the report directory)" if relative else ""), ""]
+    return lines

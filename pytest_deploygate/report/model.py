@@ -6,12 +6,13 @@ so Markdown rendered from a file and from a live run cannot differ."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..gate import FAIL, INCONCLUSIVE, INFO, NO_CHECKS, WARN, MetricResult
+from ..gate import FAIL, INCONCLUSIVE, INFO, NO_CHECKS, PASS, WARN, MetricResult, format_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..gate import Verdict
@@ -72,15 +73,23 @@ class GateReport:
     findings: tuple[Mapping[str, str], ...] = ()
     #: whether this report is a judged one (a verdict over checks), as opposed to a status
     judged: bool = False
+    #: where and what was gated: commit, CI job link, target URL, deployed version (see :mod:`.metadata`)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    #: artifact name -> its link: relative to the report directory, or through ``[report] report_url``
+    links: Mapping[str, str] = field(default_factory=dict)
 
     # ----------------------------------------------------------------------------------------------
     # builders
 
     @classmethod
-    def of_verdict(cls, run: GateRun, verdict: Verdict, exit_status: int, version: str) -> GateReport:
+    def of_verdict(cls, run: GateRun, verdict: Verdict, exit_status: int, version: str,
+                   environ: Mapping[str, str] | None = None) -> GateReport:
         """The report of a judged run. ``exit_status`` is the process's final exit code (the report and the
-        exit code always agree)."""
+        exit code always agree). ``environ``: where the CI variables are read (``os.environ``)."""
+        from .metadata import artifact_links, collect_metadata, resolve
+
         settings, results = run.settings, run.results
+        base = settings.report_path.parent
         counts = {"passed": 0, "failed": 0, "skipped": 0}
         for _category, outcome, _reason in results.outcomes.values():
             counts[outcome] += 1
@@ -96,18 +105,23 @@ class GateReport:
             started_at=settings.started_at, finished_at=time.time(),
             config=str(settings.config_path), thresholds=str(settings.policy.path),
             tests=counts, categories=verdict.categories, metrics=tuple(verdict.metrics),
-            artifacts=dict(results.artifacts), notes=tuple(results.notes),
-            findings=tuple(results.findings), judged=True)
+            # recorded relative to the report directory (JUnit holds no local absolute path); the JSON names files
+            artifacts={name: str(resolve(path, base)) for name, path in results.artifacts.items()},
+            notes=tuple(results.notes),
+            findings=tuple(results.findings), judged=True, metadata=collect_metadata(run, environ),
+            links=artifact_links(run, results.artifacts, environ))
 
     @classmethod
     def of_error(cls, run: GateRun, error: str, exit_status: int, version: str) -> GateReport:
         """A gate that could not run (unreachable environment: exit 4) or could not judge (an internal
         error: exit 3): verdict ERROR, no checks."""
+        from .metadata import collect_metadata
+
         return cls(run_id=run.run_id, environment=_environment(run), plugin_version=version, verdict=ERROR,
                    blocks_promotion=True, error=error, exit_status=exit_status,
                    started_at=run.settings.started_at, finished_at=time.time(),
                    config=str(run.settings.config_path), thresholds=str(run.policy.path),
-                   notes=tuple(run.results.notes))
+                   notes=tuple(run.results.notes), metadata=collect_metadata(run, fetch_version=False))
 
     @classmethod
     def of_status(cls, start: RunStart, version: str, verdict: str, exit_status: int | None = None,
@@ -168,6 +182,73 @@ class GateReport:
         """Metrics that failed, warned or could not be told, in that order."""
         return sorted((m for m in self.metrics if m.verdict in NOTABLE), key=lambda m: NOTABLE.index(m.verdict))
 
+    def ordered_thresholds(self) -> list[tuple[MetricResult, bool]]:
+        """:meth:`thresholds_judged` with what blocks first, then FAIL, WARN, INCONCLUSIVE and PASS (stable
+        within a level): the order of the JUnit and Allure threshold cases."""
+        rank = {FAIL: 0, WARN: 1, INCONCLUSIVE: 2}
+        return sorted(self.thresholds_judged(), key=lambda mf: (not mf[1], rank.get(mf[0].verdict, 3)))
+
+    def threshold_counts(self) -> dict[str, int]:
+        """Judged thresholds by outcome: passed, warned, failed, inconclusive (could not tell)."""
+        counts = {"passed": 0, "warned": 0, "failed": 0, "inconclusive": 0}
+        word = {PASS: "passed", WARN: "warned", FAIL: "failed", INCONCLUSIVE: "inconclusive"}
+        for m in self.metrics:
+            if m.verdict in word:
+                counts[word[m.verdict]] += 1
+        return counts
+
+    def counts_line(self) -> str:
+        """``checks: 24 passed, 1 failed · thresholds: 40 passed, 1 warned, 2 failed``: checks (tests) and
+        thresholds counted apart, said the same way in the terminal, Markdown, JUnit, Allure and the JSON."""
+        checks = _said(self.tests, ("passed", "failed", "skipped"))
+        thresholds = _said(self.threshold_counts(), ("passed", "warned", "failed", "inconclusive"))
+        return f"checks: {checks} · thresholds: {thresholds}"
+
+    @property
+    def blocks_word(self) -> str:
+        return "yes" if self.blocks_promotion else "no"
+
+    def promotion(self) -> str:
+        """``blocks promotion: yes (2 thresholds failed, 1 check failed)``: the answer a reviewer wants, and
+        why; a WARN says whether ``--fail-on-warn`` made it block."""
+        return f"blocks promotion: {self.blocks_word} ({self.promotion_reason()})"
+
+    def promotion_reason(self) -> str:
+        t, c = self.threshold_counts(), self.tests
+        if self.verdict == ERROR:
+            return "the gate could not run"  # why: the report's error
+        if self.verdict == RUNNING:
+            return "the run has not finished"
+        if self.interrupted or self.verdict == INTERRUPTED:
+            return "the run was interrupted" + (f"; partial verdict {self.partial_verdict}"
+                                                if self.partial_verdict else "")
+        if self.verdict == NO_CHECKS:
+            return "nothing was checked"
+        blocking = []
+        if c.get("failed"):
+            blocking.append(_n(c["failed"], "check") + " failed")
+        if t["failed"]:
+            blocking.append(_n(t["failed"], "threshold") + " failed")
+        others = []
+        for count, word, flag, switch in ((t["warned"], "warned", self.fail_on_warn, "--fail-on-warn"),
+                                          (t["inconclusive"], "could not be told", self.fail_on_inconclusive,
+                                           "--fail-on-inconclusive")):
+            if not count:
+                continue
+            said = f"{_n(count, 'threshold')} {word}"
+            if flag:
+                blocking.append(f"{said}, and {switch} makes that block")
+            elif blocking:
+                others.append(said)
+            else:
+                others.append(f"{said}, which blocks only with {switch}")
+        parts = blocking + others
+        if not parts:
+            parts.append("every check and threshold passed")
+        if self.blocks_promotion and not blocking and self.exit_status:
+            parts.append(f"pytest exit status {self.exit_status}")
+        return "; ".join(parts)
+
     def failed_tests(self) -> list[tuple[str, str]]:
         return [(f["nodeid"], f["reason"]) for c in self.categories.values() for f in c.get("failed_tests", ())]
 
@@ -205,7 +286,15 @@ class GateReport:
             d["thresholds"] = self.thresholds
         d["tests"] = dict(self.tests)
         d["categories"] = {k: dict(v) for k, v in self.categories.items()}
-        d["metrics"] = [m.to_dict() for m in self.metrics]
+        d["metrics"] = [_metric_dict(m) for m in self.metrics]
+        if self.judged:
+            d["promotion"] = self.promotion()
+            d["counts"] = {"checks": dict(self.tests), "thresholds": self.threshold_counts(),
+                           "line": self.counts_line()}
+        if self.metadata:
+            d["metadata"] = dict(self.metadata)
+        if self.links:
+            d["links"] = dict(self.links)
         if self.judged or self.notes:
             d["artifacts"] = dict(self.artifacts)
             d["notes"] = list(self.notes)
@@ -219,7 +308,7 @@ class GateReport:
         started = _from_iso(d.get("started_at")) or 0.0
         metrics = []
         for m in d.get("metrics") or ():
-            m = dict(m)
+            m = {k: v for k, v in m.items() if k in _METRIC_FIELDS}  # a later schema may add keys
             m["values"] = tuple(m.get("values") or ())
             if m.get("interval") is not None:
                 m["interval"] = tuple(m["interval"])
@@ -233,12 +322,80 @@ class GateReport:
             fail_on_warn=bool(d.get("fail_on_warn", False)),
             fail_on_inconclusive=bool(d.get("fail_on_inconclusive", False)),
             interrupted=bool(d.get("interrupted", False)), error=d.get("error"),
-            started_at=started, finished_at=_from_iso(d.get("finished_at")),
+            started_at=started, finished_at=_finished(started, d),
             config=d.get("config"), thresholds=d.get("thresholds"),
             tests=d.get("tests") or {"passed": 0, "failed": 0, "skipped": 0},
             categories=d.get("categories") or {}, metrics=tuple(metrics),
             artifacts=d.get("artifacts") or {}, notes=tuple(d.get("notes") or ()),
-            findings=tuple(d.get("findings") or ()), judged="duration_s" in d)
+            findings=tuple(d.get("findings") or ()), judged="duration_s" in d,
+            metadata=d.get("metadata") or {}, links=d.get("links") or {})
+
+
+def _finished(started: float, d: Mapping[str, Any]) -> float | None:
+    """The finish time read back: from the duration when there is one (the ISO stamps are whole seconds), so
+    a report rendered from its file says the same duration as the live run's."""
+    finished = _from_iso(d.get("finished_at"))
+    duration = d.get("duration_s")
+    if finished is not None and isinstance(duration, (int, float)) and not isinstance(duration, bool):
+        return started + float(duration)
+    return finished
+
+
+_METRIC_FIELDS = frozenset(MetricResult.__dataclass_fields__)
+_LIMIT = re.compile(r"^\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)")
+
+
+_FAIL_LEVEL = re.compile(r"\bfail (<=|>=|<|>)\s*(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)")
+
+
+def _room_limit(m: MetricResult) -> tuple[str, float] | None:
+    """The level headroom is measured to: the fail level (a WARN's too), else the limit it was judged on."""
+    match = _FAIL_LEVEL.search(m.threshold or "") or _LIMIT.match(m.limit or "")
+    return (match.group(1), float(match.group(2))) if match else None
+
+
+def headroom(m: MetricResult) -> float | None:
+    """How far the figure is from its fail level (or the only level it has), in % of that level: 87.3 for
+    380 ms of a ``> 3000 ms`` limit; negative past it (a breach). None without a comparable level (``== 0``,
+    a level of 0)."""
+    level = _room_limit(m)
+    if level is None or level[1] == 0:
+        return None
+    op, limit = level
+    room = (limit - m.value) if op in (">", ">=") else (m.value - limit)
+    return room / abs(limit) * 100.0
+
+
+def headroom_text(m: MetricResult) -> str:
+    """``380 ms of 3000 ms, 87 % headroom`` (``6200 ms of 5000 ms, 24 % over``; a WARN also names the warn
+    level it passed); the figure and its limit without a comparable level."""
+    value = format_value(m.value, m.unit)
+    level, h = _room_limit(m), headroom(m)
+    if level is None or h is None:
+        return f"{value} ({m.limit})" if m.limit else value
+    limit = format_value(level[1], m.unit)
+    text = f"{value} of {limit}, {h:.0f} % headroom" if h >= 0 else f"{value} of {limit}, {-h:.0f} % over"
+    if m.verdict == WARN and m.limit:
+        text += f" (past warn level {m.limit})"
+    return text
+
+
+def _metric_dict(m: MetricResult) -> dict[str, Any]:
+    d = m.to_dict()
+    if m.verdict != INFO:
+        h = headroom(m)
+        if h is not None:
+            d["headroom_pct"] = round(h, 1)
+    return d
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _said(counts: Mapping[str, int], order: tuple[str, ...]) -> str:
+    """``24 passed, 1 failed``: passed always, the others when there are any."""
+    return ", ".join(f"{counts.get(k, 0)} {k}" for k in order if k == "passed" or counts.get(k, 0))
 
 
 def _environment(run: GateRun) -> dict[str, Any]:
@@ -247,4 +404,5 @@ def _environment(run: GateRun) -> dict[str, Any]:
             "base_url": env.base_url, "frontend_url": env.frontend_url}
 
 
-__all__ = ["ERROR", "INTERRUPTED", "NOTABLE", "RUNNING", "SCHEMA_VERSION", "GateReport", "iso"]
+__all__ = ["ERROR", "INTERRUPTED", "NOTABLE", "RUNNING", "SCHEMA_VERSION", "GateReport", "headroom", "headroom_text",
+           "iso"]

@@ -80,6 +80,10 @@ def write_summary(tr: Any, report: GateReport | None, error: str | None, env_nam
     breaches = [m for m in report.metrics if m.verdict in NOTABLE]
     for m in breaches[:20]:
         tr.write_line(f"  {m.verdict} {figure(m)}", **_MARKUP[m.verdict])
+    tr.write_line(report.counts_line())
+    cases = _gate_cases_counted(report)
+    if cases:
+        tr.write_line(f"  (pytest's own count above includes the gate's cases: {cases})")
     level = report.judged_verdict
     label = f"GATE {level}" + (" (blocks promotion)" if report.blocks(level) and level != FAIL else "")
     if report.interrupted:
@@ -87,3 +91,13 @@ def write_summary(tr: Any, report: GateReport | None, error: str | None, env_nam
     tr.write(label, **_MARKUP.get(level, {}))
     where = f"; report {report_path}" if report_path else ""
     tr.write_line(f"  environment {report.env_name}{where}")
+    tr.write_line(report.promotion(), **({"red": True, "bold": True} if report.blocks_promotion else {"green": True}))
+
+
+def _gate_cases_counted(report: GateReport) -> str:
+    """What pytest's failed count holds besides the checks: failed threshold cases and the verdict case."""
+    failed = sum(1 for _m, blocks in report.thresholds_judged() if blocks)
+    parts = [f"{failed} threshold case{'s' if failed != 1 else ''} failed"] if failed else []
+    if report.blocks_promotion:
+        parts.append("the verdict case failed")
+    return " and ".join(parts)
