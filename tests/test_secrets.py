@@ -125,8 +125,7 @@ def test_warnings_are_redacted_before_anything_records_them() -> None:
 
 
 LEAKY_TESTS = f"""
-    import json
-import logging
+    import logging
     import os
     import warnings
 
@@ -253,8 +252,7 @@ def test_a_planted_secret_appears_nowhere(gate_project: Gate, webhook: list[dict
         '[environments.staging]\nstage = "staging"',
         '[environments.staging]\nstage = "staging"\nauth = { value = "Bearer ${STAGING_TOKEN}" }'))
     gate_project.pytester.makepyfile(test_leaky="""
-        import json
-import logging
+        import logging
         import pytest
 
         @pytest.mark.gate
