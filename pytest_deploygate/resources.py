@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -566,13 +566,13 @@ def bucket_problems(encryption: Mapping[str, Any] | None, public_access: Mapping
     return problems
 
 
-def alarms_in_alarm(alarms: list[Mapping[str, Any]]) -> list[str]:
+def alarms_in_alarm(alarms: Sequence[Mapping[str, Any]]) -> list[str]:
     """``name (reason)`` of every alarm in state ALARM."""
     return [f"{a.get('AlarmName')} ({a.get('StateReason', '').strip() or 'no reason given'})"
             for a in alarms if a.get("StateValue") == "ALARM"]
 
 
-def aggregate(datapoints: list[Mapping[str, Any]], stat: str) -> float | None:
+def aggregate(datapoints: Sequence[Mapping[str, Any]], stat: str) -> float | None:
     """One value for the whole window from CloudWatch datapoints (periods): sums add up, maxima and
     percentiles take the worst period, averages weight by sample count. None without datapoints."""
     key = stat if parse_percentile(stat) is None else None

@@ -92,7 +92,7 @@ class Probe:
     def __enter__(self) -> Probe:
         return self
 
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         if isinstance(exc, Absent):
             if self.optional or self.skip_absent:
                 why = "declared optional" if self.optional else "--skip-absent"
@@ -101,12 +101,10 @@ class Probe:
                                "not deployed yet)") from None
         if isinstance(exc, Unverified):  # could not check: counted, and the check fails saying so
             self.gate.record("smoke.unverified_count", 1, check=self.what)
-            return False
-        if exc is not None and _is_botocore_error(exc):
+        elif exc is not None and _is_botocore_error(exc):
             # before any call: no credentials, an unknown profile, a bad region or endpoint
             self.gate.record("smoke.unverified_count", 1, check=self.what)
             raise Unverified(f"{self.what}: could not check: {describe_error(exc)}") from None
-        return False
 
     def fail(self, problems: list[str]) -> None:
         if problems:
@@ -196,7 +194,10 @@ def test_queue(aws, deploy_env, queue, gate, skip_absent) -> None:  # type: igno
         if queue.dlq and target:
             dlq = target.rsplit(":", 1)[-1]
             what = f"dead-letter queue {dlq} of {name} in {deploy_env.name}"
-            dlq_url = call(sqs, "get_queue_url", what, QueueName=dlq)["QueueUrl"]
+            try:
+                dlq_url = call(sqs, "get_queue_url", what, QueueName=dlq)["QueueUrl"]
+            except Absent:  # the queue is there, its dead-letter queue is not: broken, not absent
+                raise CheckFailure(f"{probe.what}: redrives to {dlq}, which does not exist") from None
             dlq_attributes = call(sqs, "get_queue_attributes", what, QueueUrl=dlq_url,
                                   AttributeNames=["All"]).get("Attributes", {})
             depth = dlq_depth(dlq_attributes)

@@ -6,6 +6,7 @@ asked is "could not check", never "missing"."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 
@@ -160,10 +161,10 @@ alarms = [{{ prefix = "{{service}}-{{stage}}-" }}]
     assert "Traceback" not in res.output
 
 
-def test_api_stages_image_functions_and_cloudwatch_statistics(gate_project: Gate, running_demo: RunningDemo) -> None:
+def test_what_the_reference_deployment_lacks(gate_project: Gate, running_demo: RunningDemo) -> None:
     """What the reference deployment does not have is created in staging's account here, as a deploy and its
-    traffic would: REST API stages (the reference API is a local process), container-image functions and
-    Lambda datapoints."""
+    traffic would: REST API stages (the reference API is a local process), container-image functions, a queue
+    whose dead-letter queue was deleted, and Lambda datapoints."""
     import datetime
 
     import boto3
@@ -189,6 +190,13 @@ def test_api_stages_image_functions_and_cloudwatch_statistics(gate_project: Gate
         lambdas.create_function(FunctionName=f"aipm-backend-staging-{name}", Role=role, PackageType="Image",
                                 Code={"ImageUri": f"{info['account_id']}.dkr.ecr.us-east-1.amazonaws.com/"
                                                   f"aipm-backend:{tag}"})
+    # a queue whose dead-letter queue was deleted after it was wired
+    sqs = session.client("sqs", endpoint_url=info["endpoint_url"])
+    dlq = sqs.create_queue(QueueName="aipm-backend-staging-orphans-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.create_queue(QueueName="aipm-backend-staging-orphans", Attributes={
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})
+    sqs.delete_queue(QueueUrl=dlq)
     now = datetime.datetime.now(datetime.timezone.utc)
     function = [{"Name": "FunctionName", "Value": "aipm-backend-staging-api"}]
     session.client("cloudwatch", endpoint_url=info["endpoint_url"]).put_metric_data(Namespace="AWS/Lambda", MetricData=[
@@ -202,6 +210,7 @@ def test_api_stages_image_functions_and_cloudwatch_statistics(gate_project: Gate
     config = gate_project.path / "deploygate.toml"
     config.write_text(config.read_text() + """
 [environments.staging.resources]
+queues = [{ name = "{service}-{stage}-orphans" }]
 functions = [
     { name = "{service}-{stage}-worker", image_tag = "worker-{stage}-*" },
     { name = "{service}-{stage}-cron", image_tag = "cron-{stage}-*" },
@@ -226,8 +235,8 @@ dimensions = {{ FunctionName = "{{service}}-{{stage}}-api" }}
     policy.write_text(policy.read_text().replace("[metrics]\n", '[metrics]\n"custom.lambda_errors_count" = '
                                                  '{ fail = "> 0" }\n"custom.lambda_duration_max_ms" = '
                                                  '{ warn = "> 1000", fail = "> 3000" }\n', 1))
-    res = gate_project.run("--env", "staging", "-m", "gate and smoke", "-k",
-                           "test_resources and (test_api_stage or test_cloudwatch_metric or test_function)", "-rA")
+    probes = "test_api_stage or test_cloudwatch_metric or test_function or test_queue"
+    res = gate_project.run("--env", "staging", "-m", "gate and smoke", "-k", f"test_resources and ({probes})", "-rA")
     assert res.ret == 1, res.output
     # API stages: throttled passes, unthrottled fails naming why, an absent optional one is skipped
     assert "PASSED test_resources.py::test_api_stage[aipm-backend-staging-api/staging]" in res.stdout
@@ -239,7 +248,11 @@ dimensions = {{ FunctionName = "{{service}}-{{stage}}-api" }}
                        # the image tag: staging runs dev's image
                        "test_function[aipm-backend-staging-cron]":
                        "Lambda function aipm-backend-staging-cron in staging: image tag is 'cron-dev-77aa01b' "
-                       f"({cron_uri}), expected 'cron-staging-*'"}
+                       f"({cron_uri}), expected 'cron-staging-*'",
+                       # broken, not absent: the queue is there, its dead-letter queue is not
+                       "test_queue[aipm-backend-staging-orphans]":
+                       "SQS queue aipm-backend-staging-orphans in staging: redrives to "
+                       "aipm-backend-staging-orphans-dlq, which does not exist"}
     assert "PASSED test_resources.py::test_function[aipm-backend-staging-worker]" in res.stdout
     assert "aipm-backend-staging-web/staging in staging does not exist (no REST API named " in res.stdout
     # CloudWatch statistics over the window, judged by the policy

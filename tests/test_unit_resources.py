@@ -9,6 +9,7 @@ import datetime
 import functools
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -310,7 +311,7 @@ def test_alarms_and_statistics() -> None:
               {"AlarmName": "b", "StateValue": "ALARM", "StateReason": "Threshold Crossed: 3 datapoints"},
               {"AlarmName": "c", "StateValue": "INSUFFICIENT_DATA"}]
     assert alarms_in_alarm(alarms) == ["b (Threshold Crossed: 3 datapoints)"]
-    points = [{"Sum": 2.0, "Maximum": 900.0, "Average": 100.0, "SampleCount": 2.0},
+    points: list[dict[str, Any]] = [{"Sum": 2.0, "Maximum": 900.0, "Average": 100.0, "SampleCount": 2.0},
               {"Sum": 1.0, "Maximum": 1500.0, "Average": 400.0, "SampleCount": 1.0,
                "ExtendedStatistics": {"p95": 1400.0}}]
     assert aggregate(points, "Sum") == 3.0
@@ -364,7 +365,7 @@ def _stubbed(service: str):  # type: ignore[no-untyped-def]
     ("dynamodb", "describe_table", {"TableName": "t"}, "ResourceNotFoundException"),
     ("s3", "head_bucket", {"Bucket": "b"}, "404"),
 ])
-def test_not_found_is_absent(service: str, operation: str, params: dict[str, str], code: str) -> None:
+def test_not_found_is_absent(service: str, operation: str, params: dict[str, Any], code: str) -> None:
     client, stub = _stubbed(service)
     stub.add_client_error(operation, service_error_code=code, http_status_code=404)
     with stub, pytest.raises(Absent, match=r"^thing does not exist$"):
