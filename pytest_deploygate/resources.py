@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -412,6 +413,10 @@ def in_account(arn: str, account_id: str | None) -> bool:
 # The decisions (pure: AWS answers in, problems out)
 
 
+#: an environment variable whose value is never shown, whatever the configuration expects of it
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH", re.IGNORECASE)
+
+
 def image_tag_of(uri: str) -> str | None:
     """``v1.2.3`` of ``123.dkr.ecr.us-east-1.amazonaws.com/app:v1.2.3``; None for a digest or no tag."""
     last = uri.rsplit("/", 1)[-1]
@@ -422,8 +427,9 @@ def image_tag_of(uri: str) -> str | None:
 
 def function_problems(function: Mapping[str, Any], spec: FunctionSpec, expected_env: Mapping[str, str],
                       account_id: str | None) -> list[str]:
-    """What is wrong with a ``GetFunction`` answer. Only the variables ``expected_env`` names are read
-    (the others may hold secrets); their expected values are the configuration's, so showing them is safe."""
+    """What is wrong with a ``GetFunction`` answer. Only the variables ``expected_env`` names are compared
+    (the others may hold secrets); a compared value is shown unless the variable's name looks secret
+    (:data:`SECRET_NAME`: its expected value may come from a ``${VAR}``)."""
     cfg = function.get("Configuration", {})
     problems = []
     arn = cfg.get("FunctionArn", "")
@@ -447,10 +453,13 @@ def function_problems(function: Mapping[str, Any], spec: FunctionSpec, expected_
             problems.append(f"image tag is {tag!r} ({uri}), expected {spec.image_tag!r}")
     variables = (cfg.get("Environment") or {}).get("Variables") or {}
     for var, expected in expected_env.items():
+        secret = SECRET_NAME.search(var) is not None
         if var not in variables:
-            problems.append(f"environment variable {var} is not set (expected {expected!r})")
+            problems.append(f"environment variable {var} is not set" + ("" if secret else f" (expected {expected!r})"))
         elif variables[var] != expected:
-            problems.append(f"environment variable {var} = {variables[var]!r}, expected {expected!r}")
+            problems.append(f"environment variable {var} differs from the expected value (neither shown: the name "
+                            "looks secret)" if secret else
+                            f"environment variable {var} = {variables[var]!r}, expected {expected!r}")
     return problems
 
 

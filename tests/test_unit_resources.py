@@ -232,6 +232,11 @@ def test_function_problems() -> None:
     ]
     # variables the configuration does not name (they may be secrets) are never shown
     assert not any("hunter2" in p for p in problems)
+    # nor the values of secret-looking ones it does name (the expected value may come from a ${VAR})
+    problems = function_problems(_function(), spec, {"DB_PASSWORD": "s3cr3t", "API_KEY": "k"}, None)
+    assert problems == ["environment variable DB_PASSWORD differs from the expected value (neither shown: the name "
+                        "looks secret)", "environment variable API_KEY is not set"]
+    assert not any("hunter2" in p or "s3cr3t" in p for p in problems)
 
 
 def test_image_tags() -> None:
