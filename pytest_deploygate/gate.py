@@ -295,10 +295,11 @@ def judge(environment: str, metrics: Iterable[Metric], policy: Policy,
             j, desc = info, ""
         else:
             j = judge_value(threshold, m.value, m.unit, m.samples)
-            desc = described.get(id(threshold), None)
-            if desc is None:
-                desc = described[id(threshold)] = threshold.describe() + (
+            known = described.get(id(threshold))
+            if known is None:
+                known = described[id(threshold)] = threshold.describe() + (
                     f", min_samples {threshold.min_samples}" if threshold.min_samples is not None else "")
+            desc = known
         results.append(MetricResult(m.name, m.key, m.labels, m.value, m.unit, j.verdict, j.limit,
                                     desc, m.nodeid, m.samples, m.values, j.interval, j.samples_needed, j.why))
         category = metric_category(m.name)

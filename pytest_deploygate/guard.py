@@ -13,15 +13,17 @@ import functools
 import http.client
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config import Environment
 from .failures import READ_METHODS
 from .redaction import redact
-from .run import GateRun
-from .transport import WriteGuard
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Environment
+    from .run import GateRun
+    from .transport import WriteGuard
 
 __all__ = ["ProcessGuard", "destination", "install_process_guard", "remove_process_guard"]
 
@@ -34,11 +36,15 @@ class ProcessGuard:
     def __init__(self, run: GateRun) -> None:
         self.run = run
         self._seen: Mapping[str, Environment] | None = None
-        self._guard = WriteGuard()
+        self._guard: WriteGuard | None = None
 
     def write_guard(self) -> WriteGuard:
         environments = self.run.environments or self.run.project.environments
-        if environments is not self._seen:
+        if self._guard is None or environments is not self._seen:
+            # built at the first write, not at start-up: the rule lives beside the transport, which imports
+            # requests (~30 ms), and a run whose checks only read never needs it
+            from .transport import WriteGuard
+
             self._guard = WriteGuard.of(environments.values(), self.run.allow_writes, endpoints=False)
             self._seen = environments
         return self._guard

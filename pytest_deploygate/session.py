@@ -357,12 +357,12 @@ class GateSession:
     def purge_ledgers(self) -> None:
         """Remove the records of tests that never reached their teardown (an interrupted run), and say
         what could not be removed."""
-        from .records import describe_left
-
         left = []
         for ledger in list(self.ledgers):
             left += ledger.purge()
         if left and self.run is not None:
+            from .records import describe_left  # imports requests: only when there is something to say
+
             self.run.results.add_note("deploygate: " + describe_left(left, self.run.run_id))
 
     @pytest.hookimpl(tryfirst=True)

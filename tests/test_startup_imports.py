@@ -47,3 +47,21 @@ def test_fixtures_are_documented_without_env(tmp_path: Path) -> None:
     done = _pytest(tmp_path, "--fixtures", "-q")
     for name in ("deploy_env", "api", "frontend", "http_client", "aws", "aws_for", "records", "canary", "gate"):
         assert f"\n{name} " in done.stdout or f"\n{name} [" in done.stdout, name
+
+
+#: what a gate's own start-up must not import before a check needs it (the HTTP and AWS clients)
+CLIENTS = ("requests", "urllib3", "boto3", "botocore", "locust", "pytest_deploygate.http",
+           "pytest_deploygate.transport", "pytest_deploygate.aws", "pytest_deploygate.records")
+
+
+def test_active_start_up_imports_no_client(tmp_path: Path) -> None:
+    """Active (--env, the built-in suites off), configuring, guarding and collecting import no HTTP or AWS
+    client: the process-wide write guard builds its rule at the first write a check sends."""
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "test_plain.py").write_text("def test_ok():\n    pass\n")
+    (tmp_path / "deploygate.toml").write_text((Path(__file__).resolve().parent.parent / "deploygate.toml").read_text())
+    done = _pytest(tmp_path, "--co", "-q", "--env", "staging", "--no-builtin-suites", "test_plain.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    modules = set((tmp_path / "modules.txt").read_text().split())
+    assert "pytest_deploygate.config" in modules and "pytest_deploygate.guard" in modules  # active, guarded
+    assert sorted(m for m in CLIENTS if m in modules) == []
