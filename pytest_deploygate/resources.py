@@ -197,11 +197,13 @@ class BucketSpec(Section):
 
 @dataclass(frozen=True)
 class ApiSpec(Section):
-    """An API Gateway REST API stage: exists, throttled, and (HTTP APIs) CORS as expected."""
+    """An API Gateway stage (a REST API's, or with ``kind = "http"`` an HTTP API's): exists, throttled, and
+    (HTTP APIs) CORS origins as expected."""
 
     NOUN: ClassVar[str] = "an API"
 
     name: str = field(default="", metadata=key(str, template=NAME_FIELDS))
+    kind: str = field(default="rest", metadata=key(OneOf("rest", "http")))
     id: str = field(default="", metadata=key(str, template=NAME_FIELDS))
     stage: str = field(default="{stage}", metadata=key(str, template=NAME_FIELDS))
     optional: bool = _optional()
@@ -218,6 +220,9 @@ class ApiSpec(Section):
     @classmethod
     def from_table(cls, raw: Mapping[str, Any], where: Where) -> ApiSpec:
         _exactly_one(raw, where, "name", "id", "an API is found by name or by id")
+        if "cors_origins" in raw and raw.get("kind", "rest") != "http":
+            raise where.error("cors_origins is an HTTP API's setting: add kind = \"http\" (a REST API answers "
+                              "CORS from its own methods: the isolation suite checks those)", "cors_origins")
         return build(cls, raw, where)
 
 
@@ -610,12 +615,19 @@ def metric_window(window_s: int, now: datetime.datetime | None = None) -> dict[s
 
 
 def api_problems(stage: Mapping[str, Any], spec: ApiSpec) -> list[str]:
-    """What is wrong with a REST API ``GetStage`` answer: throttling on every method (``*/*``)."""
+    """What is wrong with a ``GetStage`` answer: throttling on every method (a REST API's ``*/*`` method
+    settings, an HTTP API's default route settings)."""
     problems = []
-    settings = (stage.get("methodSettings") or {}).get("*/*") or {}
-    rate, burst = settings.get("throttlingRateLimit"), settings.get("throttlingBurstLimit")
+    if spec.kind == "http":
+        settings = stage.get("DefaultRouteSettings") or {}
+        rate, burst = settings.get("ThrottlingRateLimit"), settings.get("ThrottlingBurstLimit")
+        where = "the default route"
+    else:
+        settings = (stage.get("methodSettings") or {}).get("*/*") or {}
+        rate, burst = settings.get("throttlingRateLimit"), settings.get("throttlingBurstLimit")
+        where = "*/*"
     if spec.throttling and (not rate or rate <= 0 or burst is None or burst <= 0):
-        problems.append("has no throttling on */* (rate and burst limits)")
+        problems.append(f"has no throttling on {where} (rate and burst limits)")
     if spec.rate is not None and rate != spec.rate:
         problems.append(f"throttling rate is {rate!r}, expected {spec.rate:g}")
     if spec.burst is not None and burst != spec.burst:

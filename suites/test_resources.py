@@ -273,25 +273,33 @@ def test_bucket_options(aws, deploy_env, bucket_options, gate, skip_absent) -> N
 
 
 def test_api_stage(aws, deploy_env, api_stage, gate, skip_absent) -> None:  # type: ignore[no-untyped-def]
-    """An API Gateway REST API stage exists with throttling set (and, for an HTTP API, CORS origins as
-    declared)."""
+    """An API Gateway stage (REST, or HTTP with ``kind = "http"``) exists with throttling set (and, for an
+    HTTP API, CORS origins as declared)."""
     api = api_stage
     label = deploy_env.format(api.label)
     stage = deploy_env.format(api.stage)
     with _probe(gate, deploy_env, "API Gateway stage", label, api.optional, skip_absent) as probe:
-        client = aws.client("apigateway")
         api_id = deploy_env.format(api.id)
+        if api.kind == "http":
+            client = aws.client("apigatewayv2")
+            lookup, items, name_key, id_key = "get_apis", "Items", "Name", "ApiId"
+        else:
+            client = aws.client("apigateway")
+            lookup, items, name_key, id_key = "get_rest_apis", "items", "name", "id"
         if api.name:
             name = deploy_env.format(api.name)
-            found = [a for a in pages(client, "get_rest_apis", probe.what, "items") if a.get("name") == name]
+            found = [a for a in pages(client, lookup, probe.what, items) if a.get(name_key) == name]
             if not found:
-                raise Absent(f"{probe.what} does not exist (no REST API named {name})")
-            api_id = found[0]["id"]
-        answer = call(client, "get_stage", probe.what, restApiId=api_id, stageName=stage)
+                raise Absent(f"{probe.what} does not exist (no {api.kind.upper()} API named {name})")
+            api_id = found[0][id_key]
+        if api.kind == "http":
+            answer = call(client, "get_stage", probe.what, ApiId=api_id, StageName=stage)
+        else:
+            answer = call(client, "get_stage", probe.what, restApiId=api_id, stageName=stage)
         problems = api_problems(answer, api)
         if api.cors_origins is not None:
-            v2 = call(aws.client("apigatewayv2"), "get_api", probe.what, ApiId=api_id)
-            allowed = list((v2.get("CorsConfiguration") or {}).get("AllowOrigins") or [])
+            described = call(client, "get_api", probe.what, ApiId=api_id)
+            allowed = list((described.get("CorsConfiguration") or {}).get("AllowOrigins") or [])
             problems += cors_problems(allowed, [deploy_env.format(o) for o in api.cors_origins])
         probe.fail(problems)
 

@@ -190,6 +190,12 @@ def test_what_the_reference_deployment_lacks(gate_project: Gate, running_demo: R
         lambdas.create_function(FunctionName=f"aipm-backend-staging-{name}", Role=role, PackageType="Image",
                                 Code={"ImageUri": f"{info['account_id']}.dkr.ecr.us-east-1.amazonaws.com/"
                                                   f"aipm-backend:{tag}"})
+    # an HTTP API, throttled, whose CORS allows any origin
+    apigw2 = session.client("apigatewayv2", endpoint_url=info["endpoint_url"])
+    http_api = apigw2.create_api(Name="aipm-backend-staging-http", ProtocolType="HTTP",
+                                 CorsConfiguration={"AllowOrigins": ["*"]})["ApiId"]
+    apigw2.create_stage(ApiId=http_api, StageName="staging",
+                        DefaultRouteSettings={"ThrottlingRateLimit": 25.0, "ThrottlingBurstLimit": 50})
     # a queue whose dead-letter queue was deleted after it was wired
     sqs = session.client("sqs", endpoint_url=info["endpoint_url"])
     dlq = sqs.create_queue(QueueName="aipm-backend-staging-orphans-dlq")["QueueUrl"]
@@ -207,8 +213,9 @@ def test_what_the_reference_deployment_lacks(gate_project: Gate, running_demo: R
         # outside the 15 minute window: not counted
         {"MetricName": "Errors", "Dimensions": function, "Value": 50, "Timestamp": now - datetime.timedelta(hours=2)},
     ])
-    config = gate_project.path / "deploygate.toml"
-    config.write_text(config.read_text() + """
+    http_api_entry = ('{ name = "{service}-{stage}-http", kind = "http", throttling = { rate = 25, burst = 50 }, '
+                      'cors_origins = ["{frontend_origin}"] }')
+    resources = """
 [environments.staging.resources]
 queues = [{ name = "{service}-{stage}-orphans" }]
 functions = [
@@ -219,9 +226,10 @@ apis = [
     { name = "{service}-{stage}-api", throttling = { rate = 100, burst = 200 } },
     { name = "{service}-{stage}-admin" },
     { name = "{service}-{stage}-web", optional = true },
+    HTTP_API,
 ]
-
-""" + "".join(f"""
+""".replace("HTTP_API", http_api_entry)
+    metrics = "".join(f"""
 [[environments.staging.monitoring.metrics]]
 name = "{name}"
 namespace = "AWS/Lambda"
@@ -230,7 +238,9 @@ dimensions = {{ FunctionName = "{{service}}-{{stage}}-api" }}
 {extra}
 """ for name, metric, extra in (("custom.lambda_errors_count", "Errors", 'missing = "zero"'),
                                  ("custom.lambda_duration_max_ms", "Duration", 'stat = "Maximum"'),
-                                 ("custom.lambda_throttles_count", "Throttles", ""))))
+                                 ("custom.lambda_throttles_count", "Throttles", "")))
+    config = gate_project.path / "deploygate.toml"
+    config.write_text(config.read_text() + resources + metrics)
     policy = gate_project.generous_policy()
     policy.write_text(policy.read_text().replace("[metrics]\n", '[metrics]\n"custom.lambda_errors_count" = '
                                                  '{ fail = "> 0" }\n"custom.lambda_duration_max_ms" = '
@@ -241,6 +251,7 @@ dimensions = {{ FunctionName = "{{service}}-{{stage}}-api" }}
     # API stages: throttled passes, unthrottled fails naming why, an absent optional one is skipped
     assert "PASSED test_resources.py::test_api_stage[aipm-backend-staging-api/staging]" in res.stdout
     reasons = {nodeid.split("::", 1)[1]: reason for nodeid, reason in res.failed_tests().items()}
+    frontend_origin = "/".join(info["frontend_url"].split("/")[:3])
     cron_uri = f"{info['account_id']}.dkr.ecr.us-east-1.amazonaws.com/aipm-backend:cron-dev-77aa01b"
     assert reasons == {"test_api_stage[aipm-backend-staging-admin/staging]":
                        "API Gateway stage aipm-backend-staging-admin/staging in staging: has no throttling on */* "
@@ -249,6 +260,9 @@ dimensions = {{ FunctionName = "{{service}}-{{stage}}-api" }}
                        "test_function[aipm-backend-staging-cron]":
                        "Lambda function aipm-backend-staging-cron in staging: image tag is 'cron-dev-77aa01b' "
                        f"({cron_uri}), expected 'cron-staging-*'",
+                       "test_api_stage[aipm-backend-staging-http/staging]":
+                       "API Gateway stage aipm-backend-staging-http/staging in staging: CORS allows * (expected only "
+                       f"{frontend_origin}); CORS does not allow {frontend_origin}",
                        # broken, not absent: the queue is there, its dead-letter queue is not
                        "test_queue[aipm-backend-staging-orphans]":
                        "SQS queue aipm-backend-staging-orphans in staging: redrives to "

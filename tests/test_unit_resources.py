@@ -173,6 +173,8 @@ M = "[environments.staging.monitoring]\n"
     (R + 'tables = [3]', "resources.tables.[0]", "expected a string or a dict"),
     (R + 'buckets = [{ name = "b", public_access_block = ["BlockEverything"] }]',
      "resources.buckets.[0].public_access_block", "expected a boolean or an array"),
+    (R + 'apis = [{ name = "a", cors_origins = ["*"] }]', "resources.apis.[0].cors_origins",
+     'add kind = "http"'),
     (M + 'alarms = [{ name = "a", prefix = "b" }]', "monitoring.alarms.[0]", "exactly one"),
     (M + 'metrics = [{ name = "custom.x_count", namespace = "AWS/Lambda" }]',
      "monitoring.metrics.[0]", "a CloudWatch metric needs 'metric'"),
@@ -336,6 +338,10 @@ def test_apis_and_cors() -> None:
     assert api_problems(stage, ApiSpec(name="a", rate=100, burst=200)) == []
     assert api_problems({}, ApiSpec(name="a")) == ["has no throttling on */* (rate and burst limits)"]
     assert api_problems(stage, ApiSpec(name="a", rate=50)) == ["throttling rate is 100.0, expected 50"]
+    http = {"DefaultRouteSettings": {"ThrottlingRateLimit": 25.0, "ThrottlingBurstLimit": 50}}
+    assert api_problems(http, ApiSpec(name="a", kind="http", rate=25, burst=50)) == []
+    assert api_problems({"DefaultRouteSettings": {}}, ApiSpec(name="a", kind="http")) == [
+        "has no throttling on the default route (rate and burst limits)"]
     assert cors_problems(["*"], ["https://shop.example"]) == [
         "CORS allows * (expected only https://shop.example)", "CORS does not allow https://shop.example"]
 
