@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import json
 import os
+import random
 import signal
 import sys
 import traceback
@@ -94,6 +95,12 @@ def _child(request: dict[str, Any], workdir: Path) -> None:
         os.dup2(null, 0)
         os.close(null)
         os.environ.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
+        # A fork copies the parent's random state: unseeded, every child draws the same "random" ids (moto's
+        # user pool and app client ids were the same in every environment, so each API took its peers' tokens).
+        random.seed()
+        moto_random = sys.modules.get("moto.moto_api._internal")
+        if moto_random is not None:
+            moto_random.mock_random.seed()
         module = importlib.import_module(request["module"])
         module.main([str(a) for a in request["argv"]])
         code = 0
