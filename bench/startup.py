@@ -8,9 +8,11 @@ by pair, with its min-max range:
 * the plugin active: ``pytest --co -q --env staging --no-builtin-suites`` (configuration and thresholds
   loaded, the RUNNING report written) vs the same without the plugin.
 
-Then the reference deployment's start and stop (3 environments), and a whole healthy smoke gate run:
-``pytest --env staging -m "gate and smoke"`` (the built-in suites; start-up, launch, the smoke checks,
-verdict, teardown). Every command passes ``-p no:cacheprovider -p no:hypothesispytest`` (hypothesis comes
+Then the reference deployment (3 environments), in this process: its start, the first ``GET /health`` of
+each environment right after it (a new connection: what the gate's first smoke check meets) against the
+same once warm, and its stop (``--launch-only``: these alone; with ``PYTHONPATH`` naming another tree
+first, that tree's launcher). Last, a whole healthy smoke gate run: ``pytest --env staging -m "gate and
+smoke"`` (the built-in suites' smoke checks only; start-up, launch, checks, verdict, teardown). Every command passes ``-p no:cacheprovider -p no:hypothesispytest`` (hypothesis comes
 with the project's test extra, not with the plugin, and its pytest plugin alone costs ~0.4 s here).
 """
 
@@ -59,11 +61,56 @@ def _line(label: str, a: float, b: float, ratios: list[float]) -> str:
             f"x{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
 
 
+def _get_ms(url: str) -> float:
+    """One GET on a new connection, connect included (what a gate's first check pays)."""
+    import urllib.request
+
+    start = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        answer.read()
+    return (time.perf_counter() - start) * 1000
+
+
+def launch(work: Path, repeat: int) -> None:
+    """The reference deployment (3 environments) started in this process, then the first GET /health of each
+    environment right after the start returned (what the gate's first smoke check meets), then 10 more each
+    (warm), then the stop. With PYTHONPATH naming another tree first, that tree's launcher is measured."""
+    from pytest_deploygate.demo import launcher
+    from pytest_deploygate.demo.faults import parse_faults
+
+    stages = {"dev": "dev", "staging": "staging", "prod": "prod"}
+    starts, stops, first, warm = [], [], [], []
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        demo = launcher.Demo.start(stages, parse_faults("", stages), work / f"demo{i}")
+        t1 = time.perf_counter()
+        try:
+            urls = [e["api_url"] + "/health" for e in demo.environments.values()]
+            first += [_get_ms(u) for u in urls]
+            warm += [statistics.median(_get_ms(u) for _ in range(10)) for u in urls]
+        finally:
+            t2 = time.perf_counter()
+            demo.stop()
+        starts.append(t1 - t0)
+        stops.append(time.perf_counter() - t2)
+    print(f"launcher: {Path(launcher.__file__).parent}; {repeat} launches")
+    print(f"reference deployment start (3 envs)          {statistics.median(starts) * 1000:6.0f} ms "
+          f"({min(starts) * 1000:.0f}-{max(starts) * 1000:.0f})")
+    print(f"first GET /health after start, per env       {statistics.median(first):6.1f} ms "
+          f"({min(first):.1f}-{max(first):.1f})")
+    print(f"GET /health once warm (median of 10), per env {statistics.median(warm):5.1f} ms "
+          f"({min(warm):.1f}-{max(warm):.1f})")
+    print(f"reference deployment stop                    {statistics.median(stops) * 1000:6.0f} ms "
+          f"({min(stops) * 1000:.0f}-{max(stops) * 1000:.0f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--gate-repeat", type=int, default=3, help="runs of the whole smoke gate")
     parser.add_argument("--startup-only", action="store_true", help="only the two start-up pairs")
+    parser.add_argument("--launch-only", action="store_true",
+                        help="only the reference deployment's launch, first requests and stop")
     args = parser.parse_args()
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,6 +119,9 @@ def main() -> None:
         (work / "deploygate.toml").write_text((REPO / "deploygate.toml").read_text())
         base = [py, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--co", "-q"]
         without = [*base, "-p", "no:deploygate", "test_trivial.py"]
+        if args.launch_only:
+            launch(work, args.repeat)
+            return
         print(f"{args.repeat} pairs each, in turn after a warm-up; medians, ratio median (min-max)")
         a, b, r = paired([*base, "test_trivial.py"], without, work, args.repeat)
         print(_line("pytest --co -q, plugin inactive (no --env)", a, b, r))
@@ -81,23 +131,9 @@ def main() -> None:
         if args.startup_only:
             return
 
-        sys.path.insert(0, str(REPO))
-        from pytest_deploygate.demo.faults import parse_faults
-        from pytest_deploygate.demo.launcher import Demo
-
-        stages = {"dev": "dev", "staging": "staging", "prod": "prod"}
-        starts, stops = [], []
-        for i in range(max(3, args.repeat // 2)):
-            t0 = time.perf_counter()
-            demo = Demo.start(stages, parse_faults("", stages), work / f"demo{i}")
-            t1 = time.perf_counter()
-            demo.stop()
-            starts.append(t1 - t0)
-            stops.append(time.perf_counter() - t1)
-        print(f"reference deployment start (3 envs)          {statistics.median(starts) * 1000:6.0f} ms "
-              f"({min(starts) * 1000:.0f}-{max(starts) * 1000:.0f})")
-        print(f"reference deployment stop                    {statistics.median(stops) * 1000:6.0f} ms "
-              f"({min(stops) * 1000:.0f}-{max(stops) * 1000:.0f})")
+        launch(work, max(3, args.repeat // 2))
+        if args.launch_only:
+            return
 
         # the built-in suites (no path given), smoke checks only: the scheduled production smoke run's shape
         gate = timed([py, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q",
