@@ -1,6 +1,7 @@
 """The gate's own cost as the work grows: time and peak memory of its controller-side steps.
 
     .venv/bin/python bench/scale.py [--repeat 5] [--findings 1000 5000 20000] [--metrics 1000 2500 10000]
+                                    [--smoke 100 250 1000]
 
 * findings: N security findings (10 % of them repeats, as when two checks report the same issue) arrive
   on test reports of 100 findings each and are aggregated by the plugin's collector (deduplicated by
@@ -8,6 +9,11 @@
 * metrics: N recorded metrics (latencies, rates with their request counts, counts; thresholds and
   unjudged ones) are judged, the report is built, redacted and written as JSON, as the plugin does at
   the end of a session.
+* smoke: a whole gate run, ``pytest --env bench -m "gate and smoke"`` in a child process, whose environment
+  lists N smoke endpoints (each a JSON ``GET`` answered at once by a loopback server in this process, which
+  is not counted): start-up, collection of N checks, the requests, verdict and report. Its peak RSS is the
+  pytest process's own (``os.wait4``); "base" is the same for 1 endpoint. Per endpoint: the time above the
+  1-endpoint run, divided by N - 1.
 
 Each figure is one child process per size, run ``--repeat`` times, sizes interleaved (so drift of a
 shared machine hits every size alike); printed as medians with the min-max range. Peak RSS is the child's
@@ -119,6 +125,63 @@ def child_metrics(n: int, tmp: Path) -> tuple[float, int]:
 SPLIT: dict[str, float] = {}
 
 
+class _JsonServer:
+    """Answers every GET with a small JSON body at once (threads, 127.0.0.1, a free port)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_GET(self) -> None:
+                body = b'{"status": "ok"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def gate_smoke(n: int, url: str) -> dict[str, float]:
+    """A whole smoke gate run over ``n`` endpoints: wall seconds and the pytest process's peak RSS."""
+    import os
+
+    with tempfile.TemporaryDirectory(prefix="deploygate-scale-") as tmp:
+        work = Path(tmp)
+        endpoints = ", ".join(f'{{ path = "/api/items/{i}", json = true }}' for i in range(n - 1))
+        (work / "deploygate.toml").write_text(
+            f'[environments.bench]\nbase_url = "{url}"\n'
+            '[environments.bench.smoke]\nhealth = [{ path = "/health" }]\n'
+            f"endpoints = [{endpoints}]\n")
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                                 "-q", "--env", "bench", "-m", "gate and smoke"], cwd=work,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        report = json.loads((work / ".deploygate" / "report.json").read_text())
+        if code != 0 or report["verdict"] != "PASS":
+            raise SystemExit(f"smoke {n}: exit {code}, verdict {report['verdict']}")
+        checks = sum(c["tests"]["passed"] for c in report["categories"].values())
+        return {"seconds": elapsed, "items": checks, "peak_mb": usage.ru_maxrss / 1024, "base_mb": 0.0}
+
+
 CHILDREN = {"findings": child_findings, "metrics": child_metrics}
 
 
@@ -135,6 +198,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--findings", type=int, nargs="*", default=[1000, 5000, 20000])
     parser.add_argument("--metrics", type=int, nargs="*", default=[1000, 2500, 10000])
+    parser.add_argument("--smoke", type=int, nargs="*", default=[100, 250, 1000])
     parser.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -148,16 +212,29 @@ def main() -> None:
         return
 
     plan = [("findings", n) for n in args.findings] + [("metrics", n) for n in args.metrics]
+    plan += [("smoke", n) for n in ([1, *args.smoke] if args.smoke else [])]
     samples: dict[tuple[str, int], list[dict[str, float]]] = {p: [] for p in plan}
-    for _ in range(args.repeat):
-        for p in plan:
-            samples[p].append(run_child(*p))
+    server = _JsonServer() if args.smoke else None
+    try:
+        for _ in range(args.repeat):
+            for kind, n in plan:
+                samples[(kind, n)].append(gate_smoke(n, server.url) if kind == "smoke" and server
+                                          else run_child(kind, n))
+    finally:
+        if server is not None:
+            server.stop()
+    if args.smoke:  # a gate run's own cost per endpoint: above the 1-endpoint run, pair by pair
+        one = samples[("smoke", 1)]
+        for n in args.smoke:
+            for run, base in zip(samples[("smoke", n)], one, strict=True):
+                run["per_s"] = (run["seconds"] - base["seconds"]) / max(n - 1, 1)
+                run["base_mb"] = base["peak_mb"]
     print(f"{args.repeat} runs per size, sizes interleaved; medians (min-max)")
     print(f"{'work':<18} {'time':>22} {'per item':>20} {'peak RSS':>20} {'base RSS':>9}")
     for (kind, n), runs in samples.items():
         secs = [r["seconds"] for r in runs]
         peaks = [r["peak_mb"] for r in runs]
-        per = [s / n * 1e6 for s in secs]
+        per = [r["per_s"] * 1e6 if "per_s" in r else s / n * 1e6 for r, s in zip(runs, secs, strict=True)]
         print(f"{kind + ' ' + format(n, ','):<18} "
               f"{statistics.median(secs) * 1000:8.1f} ms ({min(secs) * 1000:.0f}-{max(secs) * 1000:.0f}) "
               f"{statistics.median(per):7.1f} µs ({min(per):.1f}-{max(per):.1f}) "
