@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
 #: operations that only read; any other API call is a write for the protected-environment guard
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Scan", "Query", "BatchGet", "TransactGet", "Select",
                  "Lookup", "Search", "Check", "Validate", "Estimate", "Test", "Simulate", "Detect")
+#: operations named like writes that change nothing deployed: signing a user in (cognito.py gets a token)
+NOT_WRITES = frozenset({"InitiateAuth"})
 
 
 class EnvironmentAWS:
@@ -73,7 +75,7 @@ class EnvironmentAWS:
         return self._clients[service]
 
     def _refuse_writes(self, model: Any, **kwargs: Any) -> None:
-        if not model.name.startswith(READ_PREFIXES):
+        if not model.name.startswith(READ_PREFIXES) and model.name not in NOT_WRITES:
             from .failures import WriteRefused, read_only_reason
 
             raise WriteRefused(f"refused AWS {model.service_model.service_name}.{model.name}: "

@@ -22,6 +22,7 @@ from .resources import MonitoringSpec, ResourcesSpec
 from .schema import ConfigError, MapOf, OneOf, Section, Source, Where, expand_vars, read_toml, validate
 from .sections import (
     DEPLOYED_FIELDS,
+    LAUNCHED_PASSWORD,
     AuthSpec,
     AwsSpec,
     CloudWatchSpec,
@@ -141,7 +142,7 @@ class Environment:
                       static_credentials=("testing", "testing"))
         auth = self.auth
         if token and (auth is None or not auth.value):
-            auth = AuthSpec(header=auth.header if auth else "Authorization", value=f"Bearer {token}")
+            auth = replace(auth, value=f"Bearer {token}") if auth else AuthSpec(value=f"Bearer {token}")
         return replace(self, base_url=base_url, frontend_url=frontend_url, aws=aws, auth=auth,
                        deployed=dict(deployed or {}))
 
@@ -244,6 +245,13 @@ def parse_project(src: Source, data: dict[str, Any], environ: Mapping[str, str] 
             if value and "${" not in value:
                 raise src.error("secrets must be references like \"Bearer ${API_TOKEN}\", "
                                 "not literals", (*path, "auth", "value"))
+            cognito = auth_raw.get("cognito")
+            password = cognito.get("password", "") if isinstance(cognito, dict) else ""
+            if password and "${" not in password and password != LAUNCHED_PASSWORD:
+                raise Where(src, path, inherited=("defaults",)).error(
+                    "secrets must be references like \"${COGNITO_PASSWORD}\", not literals (or "
+                    f"{LAUNCHED_PASSWORD}: a launched reference deployment's probe user)",
+                    "auth", "cognito", "password")
             # Auth values are secrets: remember what they expand to so every output can redact them.
             merged["auth"] = expand_vars(auth_raw, src, (*path, "auth"), environ, secrets)
         environments[name] = _build_environment(name, merged, service, src)

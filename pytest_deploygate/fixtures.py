@@ -78,7 +78,8 @@ def http_client(deploygate_run: GateRun, request: pytest.FixtureRequest) -> Iter
         target = env or deploygate_run.environment
         watcher = leak_watcher(recorder, target.security.allowlist, request.node.nodeid) if scan else None
         client = client_for(target, base_url, secrets=deploygate_run.secrets, check=request.node.name,
-                            allow_writes=deploygate_run.allow_writes, guard=guard, on_error_answer=watcher)
+                            allow_writes=deploygate_run.allow_writes, guard=guard, on_error_answer=watcher,
+                            tokens=deploygate_run.target.tokens)
         made.append(client)
         return client
 

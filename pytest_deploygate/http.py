@@ -17,6 +17,7 @@ import requests
 from requests.adapters import BaseAdapter
 from urllib3.exceptions import ReadTimeoutError
 
+from .cognito import CognitoTokens
 from .config import Environment, HttpSpec
 from .failures import CheckFailure, RequestFailed, Unverified, WriteRefused
 from .redaction import redact
@@ -189,11 +190,17 @@ def protected_guard(environments: Iterable[Environment], allow_writes: bool) -> 
 
 def client_for(env: Environment, base_url: str | None = None, *, secrets: Iterable[str] = (),
                check: str = "", allow_writes: bool = False, guard: WriteGuard | None = None,
-               on_error_answer: Callable[[requests.Response], None] | None = None) -> GateHTTP:
-    """A :class:`GateHTTP` for ``env`` (its API by default) carrying its auth header; read-only when
-    ``env`` is protected and ``allow_writes`` is not given, and towards every protected destination
-    ``guard`` knows (by default: ``env``'s own URLs)."""
+               on_error_answer: Callable[[requests.Response], None] | None = None,
+               tokens: CognitoTokens | None = None) -> GateHTTP:
+    """A :class:`GateHTTP` for ``env`` (its API by default) carrying its auth header (``auth.value``, else,
+    given the run's ``tokens``, a token of its ``auth.cognito`` user pool: :class:`Unverified` when none can
+    be had); read-only when ``env`` is protected and ``allow_writes`` is not given, and towards every
+    protected destination ``guard`` knows (by default: ``env``'s own URLs)."""
     auth = (env.auth.header, env.auth.value) if env.auth and env.auth.value else None
+    if auth is None and env.auth is not None and env.auth.cognito is not None and tokens is not None:
+        token = tokens.get(env)
+        auth = (env.auth.header, token.header_value(env.auth.scheme))
+        secrets = (*secrets, token.value)
     read_only = env.name if env.read_only(allow_writes) else None
     return GateHTTP(base_url if base_url is not None else env.base_url, env.http,
                     auth_header=auth, secrets=secrets, check=check, read_only=read_only,

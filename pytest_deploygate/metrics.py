@@ -74,6 +74,8 @@ CATALOGUE: tuple[MetricInfo, ...] = (
     # isolation
     MetricInfo("isolation.leaks_count", "", "records or settings that crossed environments (label check)"),
     MetricInfo("isolation.canaries_checked_count", "", "canary records looked for in a peer environment"),
+    MetricInfo("isolation.foreign_token_accepted_count", "",
+               "protected endpoints that took a token of a peer's user pool (labels peer, endpoint; auth.cognito)"),
     MetricInfo("isolation.unverified_count", "", UNVERIFIED),
     # performance (label mode=probe for the protected-environment probe)
     MetricInfo("performance.requests_count", "", "requests judged (after the warm-up)"),

@@ -88,11 +88,16 @@ class Target:
     addresses_file: Path | None = None
     #: the addresses are known (launched, or there was nothing to launch)
     resolved: bool = False
+    #: tokens of the environments' Cognito user pools (``auth.cognito``), fetched once per process; each one
+    #: joins ``extra_secrets`` the moment it exists (a ``cognito.CognitoTokens``)
+    tokens: Any = None
 
     def __post_init__(self) -> None:
+        from .cognito import CognitoTokens
         from .redaction import aws_credential_secrets
 
         self.extra_secrets |= aws_credential_secrets(self.project.environments.values())
+        self.tokens = CognitoTokens(lambda secret: self.extra_secrets.add(secret))
 
     def all(self) -> Mapping[str, Environment]:
         return self.environments or self.project.environments
@@ -287,13 +292,15 @@ def one_line(report: pytest.TestReport) -> str:
 
 
 def with_launched(env: Environment, address: Mapping[str, Any]) -> Environment:
-    """``env`` pointed at a launched reference deployment (URLs, emulator, token, deployed artifacts)."""
+    """``env`` pointed at a launched reference deployment (URLs, emulator, token, deployed artifacts, the
+    user pool of its ``auth.cognito``)."""
+    from .cognito import with_launched_cognito
     from .config import DEPLOYED_FIELDS
 
-    return env.with_addresses(
+    return with_launched_cognito(env.with_addresses(
         base_url=address["api_url"], frontend_url=address["frontend_url"], endpoint_url=address["endpoint_url"],
         account_id=address["account_id"], token=address.get("token"),
-        deployed={k: address[k] for k in DEPLOYED_FIELDS if address.get(k)})
+        deployed={k: address[k] for k in DEPLOYED_FIELDS if address.get(k)}), address)
 
 
 #: metrics a test recorded, waiting to ride on its next report (plain dicts: they cross xdist)

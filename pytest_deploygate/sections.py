@@ -57,12 +57,38 @@ class AwsSpec(Section):
     static_credentials: tuple[str, str] | None = None
 
 
+#: what a launched reference deployment fills into ``auth.cognito`` (its address keys): a real deployment
+#: names its pool and client itself. ``{cognito_password}`` only in ``password``: it is a secret.
+LAUNCHED_COGNITO_FIELDS = ("user_pool_id", "user_pool_client_id", "cognito_username")
+LAUNCHED_PASSWORD = "{cognito_password}"
+
+
+@dataclass(frozen=True)
+class CognitoSpec(Section):
+    """``auth.cognito``: sign the probe user in to this environment's Cognito user pool (``initiate_auth``,
+    USER_PASSWORD_AUTH, in the environment's account) and send its ID or access token. The password is a
+    ``${VAR}`` reference (or, for a launched reference deployment, ``"{cognito_password}"``)."""
+
+    NOUN: ClassVar[str] = "auth.cognito"
+
+    client_id: str = field(metadata=key(str, template=TEMPLATE_FIELDS | set(LAUNCHED_COGNITO_FIELDS)))
+    username: str = field(metadata=key(str, template=TEMPLATE_FIELDS | set(LAUNCHED_COGNITO_FIELDS)))
+    password: str = field(metadata=key(str))
+    #: named in messages, and the issuer a token must carry (a token of another pool is a misconfiguration)
+    user_pool_id: str = field(default="", metadata=key(str, template=TEMPLATE_FIELDS | set(LAUNCHED_COGNITO_FIELDS)))
+    token: str = field(default="id", metadata=key(OneOf("id", "access")))
+
+
 @dataclass(frozen=True)
 class AuthSpec(Section):
-    """``auth``: the header the API wants (its value a ``${VAR}`` reference: it is a secret)."""
+    """``auth``: the header the API wants: ``value`` (a ``${VAR}`` reference: it is a secret), or with
+    ``cognito`` a token of the environment's user pool sent as ``"{scheme} {token}"``. With both, ``value``
+    is what every request carries and the Cognito token is what the isolation check uses."""
 
     header: str = field(default="Authorization", metadata=key(str))
     value: str = field(default="", metadata=key(str))
+    scheme: str = field(default="Bearer", metadata=key(str))
+    cognito: CognitoSpec | None = field(default=None, metadata=key(CognitoSpec))
 
 
 @dataclass(frozen=True)
@@ -218,6 +244,8 @@ class IsolationSpec(Section):
     cors_origins: tuple[str, ...] = field(default=("{frontend_origin}",), metadata=key([str], template=ANY_FIELDS))
     datastore: bool = field(default=True, metadata=key(bool))
     separate_accounts: bool = field(default=True, metadata=key(bool))
+    #: paths (GET) that take only this environment's ``auth.cognito`` tokens: each must refuse a peer pool's
+    protected_endpoints: tuple[str, ...] = field(default=(), metadata=key([str], template=ANY_FIELDS))
 
 
 # --------------------------------------------------------------------------------------------------

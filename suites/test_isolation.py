@@ -8,6 +8,8 @@
   Canaries are never written to a protected environment: against prod the suite only reads prod.
 - configuration: config.js and declared resources reference only this environment.
 - CORS: this environment's API allows only its own origins.
+- tokens: this environment's ``isolation.protected_endpoints`` take a token of its own ``auth.cognito`` user
+  pool and refuse a peer pool's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 
 from pytest_deploygate import current_environment
-from pytest_deploygate.failures import CheckFailure, RequestFailed
+from pytest_deploygate.failures import CheckFailure, RequestFailed, Unverified
 from pytest_deploygate.frontend import fetch_config_js
 from pytest_deploygate.records import MARK_ENV, Collection, Datastore, Identity
 from pytest_deploygate.security.allowlist import screen
@@ -254,3 +256,59 @@ def test_cors_allows_only_own_origins(deploy_env, peers, api, gate) -> None:  # 
     if found:
         raise CheckFailure(f"CORS of {deploy_env.name} (GET {api.url_for(path)}): "
                            + "; ".join(f.describe() for f in found))
+
+
+def _status_with(api, path: str, header: str, value: str) -> int | str:  # type: ignore[no-untyped-def]
+    """The status ``GET path`` answers with ``header: value``, or why nothing answered."""
+    try:
+        return int(api.get(path, headers={header: value}).status_code)
+    except RequestFailed as exc:
+        return str(exc)
+
+
+def test_protected_endpoints_refuse_peer_pool_tokens(deploygate_run, deploy_env, peer, api, gate) -> None:  # type: ignore[no-untyped-def]
+    """Each of this environment's ``isolation.protected_endpoints`` (GET) takes a token of its own
+    ``auth.cognito`` user pool and refuses one of the peer's pool: a 2xx to the peer's token counts in
+    ``isolation.foreign_token_accepted_count``. A token that cannot be had, an own token refused (the endpoint
+    then cannot show what it does with a peer's), a 5xx or a timeout is could not check, never a finding."""
+    paths = [deploy_env.format(p) for p in deploy_env.isolation.protected_endpoints]
+    if not paths:
+        pytest.skip(f"environment {deploy_env.name} declares no isolation.protected_endpoints")
+    if deploy_env.auth is None or deploy_env.auth.cognito is None:
+        pytest.skip(f"environment {deploy_env.name} has no auth.cognito: no token of its own user pool")
+    if peer.auth is None or peer.auth.cognito is None:
+        pytest.skip(f"peer {peer.name} has no auth.cognito: no token of its user pool to try here")
+    labels = {"env": deploy_env.name, "peer": peer.name}
+    tokens = deploygate_run.target.tokens
+    try:
+        own, theirs = tokens.get(deploy_env), tokens.get(peer)
+    except Unverified as exc:
+        gate.could_not_check("isolation", "foreign-token", str(exc), **labels)
+    header, scheme = deploy_env.auth.header, deploy_env.auth.scheme
+    accepted, unchecked = [], []
+    for path in paths:
+        url = api.url_for(path)
+        mine = _status_with(api, path, header, own.header_value(scheme))
+        if isinstance(mine, str) or not 200 <= mine < 300:
+            unchecked.append(f"GET {url} " + (f"failed with {deploy_env.name}'s own token: {mine}"
+                             if isinstance(mine, str) else f"answered {mine} to {deploy_env.name}'s own token "
+                             f"(user pool {own.pool}): an endpoint that refuses its own pool's token cannot show "
+                             "whether it refuses a peer's"))
+            continue
+        status = _status_with(api, path, header, theirs.header_value(scheme))
+        if isinstance(status, str) or not (200 <= status < 300 or status in (401, 403)):
+            answer = status if isinstance(status, str) else f"answered {status} (neither taken nor refused)"
+            unchecked.append(f"GET {url} with {peer.name}'s token: {answer}")
+            continue
+        taken = 200 <= status < 300
+        gate.record("isolation.foreign_token_accepted_count", int(taken), endpoint=path, **labels)
+        if taken:
+            accepted.append(f"GET {url} answered {status}")
+    if accepted:
+        shared = (f" (both environments sign in to the same user pool {own.pool}: they share their users)"
+                  if own.pool and own.pool == theirs.pool else "")
+        raise CheckFailure(f"foreign-token-accepted: {deploy_env.name} accepts a token of {peer.name}'s user pool "
+                           f"{theirs.pool or '?'}: " + "; ".join(accepted) + shared
+                           + (f" (could not check: {'; '.join(unchecked)})" if unchecked else ""))
+    if unchecked:
+        gate.could_not_check("isolation", "foreign-token", "; ".join(unchecked), **labels)

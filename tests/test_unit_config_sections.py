@@ -54,7 +54,9 @@ STATUSES = Either(STATUS, [STATUS])
 LOAD_CAP, SECONDS_CAP = 1_000_000, 7 * 86400
 WRITTEN_OUT: dict[type, dict[str, Any]] = {
     AwsSpec: {"profile": str, "region": str, "endpoint_url": str, "account_id": str},
-    AuthSpec: {"header": str, "value": str},
+    AuthSpec: {"header": str, "value": str, "scheme": str,
+               "cognito": {"client_id": str, "username": str, "password": str, "user_pool_id": str,
+                           "token": OneOf("id", "access")}},
     HttpSpec: {"connect_timeout_s": TIMEOUT, "read_timeout_s": TIMEOUT, "retries": Num(0, 10, integer=True),
                "verify": bool, "ca_bundle": str, "total_timeout_s": TIMEOUT,
                "max_body_bytes": Num(0, 10**12, above=True, integer=True)},
@@ -70,7 +72,8 @@ WRITTEN_OUT: dict[type, dict[str, Any]] = {
         "compare": [str], "list_key": str, "table": str, "table_key": str,
         "expect": {step: STATUSES for step in ("create", "read", "list", "update", "delete", "missing")},
     }], "markers": bool, "ttl_field": str, "ttl_s": Num(1, 10 * 365 * 86400, integer=True)},
-    IsolationSpec: {"collection": str, "cors_origins": [str], "datastore": bool, "separate_accounts": bool},
+    IsolationSpec: {"collection": str, "cors_origins": [str], "datastore": bool, "separate_accounts": bool,
+                    "protected_endpoints": [str]},
     PerformanceSpec: {
         "users": Num(1, LOAD_CAP, integer=True), "spawn_rate": Num(0, LOAD_CAP, above=True),
         "duration_s": Num(0, SECONDS_CAP, above=True), "warmup_s": Num(0, SECONDS_CAP),

@@ -1,0 +1,114 @@
+"""``auth.cognito`` and the isolation check that a protected endpoint refuses a peer pool's token, against the
+reference deployment (issue 12): each environment's probe user signs in to its own user pool (through the
+environment's own moto server); healthy staging's ``GET /api/me`` takes staging's token and refuses dev's and
+prod's; with ``foreign-token-accepted`` it takes dev's, and the check fails naming itself and the peer. The
+password and every token stay out of the terminal, the JSON report and JUnit, even when a test prints them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gatehelpers import Gate, RunningDemo
+from pytest_deploygate.redaction import PIECE_CHARS
+
+pytestmark = pytest.mark.e2e
+
+CHECK = "test_protected_endpoints_refuse_peer_pool_tokens"
+#: any JSON web token (header and payload are base64url JSON objects: they start with "eyJ")
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}")
+
+#: a user's test that does everything wrong with the credentials: prints them and fails showing them
+LEAKY = '''
+def test_shows_the_cognito_credentials(deploygate_run, deploy_env):
+    token = deploygate_run.target.tokens.get(deploy_env)
+    print("token:", token.value, "password:", deploy_env.auth.cognito.password)
+    assert token.value == deploy_env.auth.cognito.password
+'''
+
+
+def outputs(gate: Gate, res_output: str) -> dict[str, str]:
+    texts = {"terminal": res_output}
+    for name in (".deploygate/report.json", "junit.xml"):
+        path = gate.path / name
+        texts[name] = path.read_text() if path.exists() else ""
+    return texts
+
+
+def leaks(text: str, secrets: list[str]) -> list[str]:
+    """Pieces of ``secrets`` in ``text`` (a piece this long of a secret must not survive anywhere)."""
+    return sorted({s[i:i + PIECE_CHARS] for s in secrets for i in range(len(s) - PIECE_CHARS + 1)
+                   if s[i:i + PIECE_CHARS] in text})
+
+
+def assert_no_credentials(gate: Gate, demo: RunningDemo, res_output: str) -> None:
+    passwords = [info["cognito_password"] for info in demo.state["environments"].values()]
+    for where, text in outputs(gate, res_output).items():
+        assert text, f"{where} is empty"
+        assert leaks(text, passwords) == [], where
+        assert JWT.findall(text) == [], where
+
+
+def test_healthy_staging_takes_its_own_token_and_refuses_the_peers(gate_project: Gate,
+                                                                  running_demo: RunningDemo) -> None:
+    (gate_project.path / "test_leaky.py").write_text(LEAKY)
+    res = gate_project.run("--env", "staging", "-m", "gate and isolation", "-k", CHECK, "-rA",
+                           "--junitxml", "junit.xml")
+    assert res.ret == 0, res.output
+    assert res.report is not None and res.report["categories"]["isolation"]["verdict"] == "PASS"
+    for peer in ("dev", "prod"):
+        assert f"PASSED test_isolation.py::{CHECK}[{peer}]" in res.stdout, res.stdout
+        metric = res.metric("isolation.foreign_token_accepted_count", env="staging", peer=peer, endpoint="/api/me")
+        assert (metric["value"], metric["verdict"]) == (0, "PASS")
+    assert "could not check" not in res.output and "Traceback" not in res.output
+    assert_no_credentials(gate_project, running_demo, res.output)
+
+    # a user's test that prints the token and the password and fails showing both: both are masked everywhere
+    res = gate_project.run("--env", "staging", "-k", "shows_the_cognito", "--junitxml", "junit.xml")
+    assert res.ret == 1, res.output
+    assert "token: *** password: ***" in res.stdout, res.stdout
+    assert_no_credentials(gate_project, running_demo, res.output)
+
+
+@pytest.mark.demo_faults("staging:foreign-token-accepted")
+def test_a_peer_pools_token_taken_fails_naming_the_check_and_the_peer(gate_project: Gate,
+                                                                      running_demo: RunningDemo) -> None:
+    res = gate_project.run("--env", "staging", "-m", "gate and isolation", "-k", CHECK, "-rA",
+                           "--junitxml", "junit.xml")
+    assert res.ret == 1, res.output
+    assert res.report is not None and res.report["verdict"] == "FAIL"
+    failed = res.failed_tests()
+    assert [n.rsplit("::", 1)[-1] for n in failed] == [f"{CHECK}[dev]"], failed
+    dev_pool = running_demo.state["environments"]["dev"]["user_pool_id"]
+    reason = res.reason(f"{CHECK}[dev]")
+    assert reason.startswith(f"foreign-token-accepted: staging accepts a token of dev's user pool {dev_pool}: "
+                             "GET http://127.0.0.1:"), reason
+    assert "/api/me answered 200" in reason
+    dev = res.metric("isolation.foreign_token_accepted_count", env="staging", peer="dev", endpoint="/api/me")
+    prod = res.metric("isolation.foreign_token_accepted_count", env="staging", peer="prod", endpoint="/api/me")
+    assert (dev["value"], dev["verdict"]) == (1, "FAIL")
+    assert (prod["value"], prod["verdict"]) == (0, "PASS")  # the fault trusts dev's pool only
+    assert "could not check" not in res.output
+    assert_no_credentials(gate_project, running_demo, res.output)
+
+
+def test_a_pool_that_refuses_the_sign_in_is_could_not_check(gate_project: Gate, running_demo: RunningDemo) -> None:
+    """A wrong password for staging's probe user: no token, so nothing is judged (never a finding)."""
+    config = gate_project.path / "deploygate.toml"
+    config.write_text(config.read_text() + '\n[environments.staging.auth.cognito]\npassword = "${WRONG_PW}"\n')
+    gate_project.monkeypatch.setenv("WRONG_PW", "not-the-probe-users-password-42")
+    res = gate_project.run("--env", "staging", "-m", "gate and isolation", "-k", CHECK, "-rA")
+    assert res.ret != 0, res.output
+    reasons = res.failed_tests()
+    assert {n.rsplit("::", 1)[-1] for n in reasons} == {f"{CHECK}[dev]", f"{CHECK}[prod]"}
+    for reason in reasons.values():
+        assert reason.startswith("foreign-token: could not check: auth.cognito of staging: could not get a token "
+                                 f"from {running_demo.state['environments']['staging']['user_pool_id']}: the pool "
+                                 "refused the sign-in"), reason
+        assert "NotAuthorizedException" in reason
+    assert res.metric("isolation.unverified_count", check="foreign-token", peer="dev")["value"] == 1
+    assert not [m for m in res.report["metrics"] if m["name"] == "isolation.foreign_token_accepted_count"]
+    assert "not-the-probe-users-password-42" not in Path(gate_project.path / ".deploygate/report.json").read_text()
+    assert "not-the-probe-users-password-42" not in res.output
