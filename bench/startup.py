@@ -12,8 +12,11 @@ Then the reference deployment (3 environments), in this process: its start, the 
 each environment right after it (a new connection: what the gate's first smoke check meets) against the
 same once warm, and its stop (``--launch-only``: these alone; with ``PYTHONPATH`` naming another tree
 first, that tree's launcher). Last, a whole healthy smoke gate run: ``pytest --env staging -m "gate and
-smoke"`` (the built-in suites' smoke checks only; start-up, launch, checks, verdict, teardown). Every command passes ``-p no:cacheprovider -p no:hypothesispytest`` (hypothesis comes
-with the project's test extra, not with the plugin, and its pytest plugin alone costs ~0.4 s here).
+smoke"`` (the built-in suites' smoke checks only; start-up, launch, checks, verdict, teardown).
+``--without-serverless``: the deployment without its serverless resources (tables, buckets, APIs, OSV).
+
+Every command passes ``-p no:cacheprovider -p no:hypothesispytest`` (hypothesis comes with the project's
+test extra, not with the plugin, and its pytest plugin alone costs ~0.4 s here).
 """
 
 from __future__ import annotations
@@ -71,6 +74,19 @@ def _get_ms(url: str) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def without_serverless() -> None:
+    """The reference deployment as it was before the serverless resources (issue 12): tables, buckets, the APIs
+    and OSV only; the bench replaces the serverless provisioning by nothing and loads only those backends."""
+    from pytest_deploygate.demo import launcher
+
+    serverless = getattr(launcher, "serverless", None)
+    if serverless is not None:
+        serverless.provision = serverless.wire = lambda env: None
+    if hasattr(launcher, "MOTO_BACKENDS"):
+        launcher.MOTO_BACKENDS = ("dynamodb", "s3")
+        launcher.PROVISIONED_SERVICES = ("dynamodb", "s3")
+
+
 def launch(work: Path, repeat: int) -> None:
     """The reference deployment (3 environments) started in this process, then the first GET /health of each
     environment right after the start returned (what the gate's first smoke check meets), then 10 more each
@@ -111,6 +127,8 @@ def main() -> None:
     parser.add_argument("--startup-only", action="store_true", help="only the two start-up pairs")
     parser.add_argument("--launch-only", action="store_true",
                         help="only the reference deployment's launch, first requests and stop")
+    parser.add_argument("--without-serverless", action="store_true",
+                        help="launch without the serverless resources (tables, buckets, APIs, OSV only)")
     args = parser.parse_args()
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,6 +137,8 @@ def main() -> None:
         (work / "deploygate.toml").write_text((REPO / "deploygate.toml").read_text())
         base = [py, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--co", "-q"]
         without = [*base, "-p", "no:deploygate", "test_trivial.py"]
+        if args.without_serverless:
+            without_serverless()
         if args.launch_only:
             launch(work, args.repeat)
             return
