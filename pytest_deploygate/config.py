@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .promotion import RequiresSpec
 from .resources import MonitoringSpec, ResourcesSpec
 from .schema import ConfigError, MapOf, OneOf, Section, Source, Where, expand_vars, read_toml, validate
 from .sections import (
@@ -49,7 +50,7 @@ THRESHOLDS_FILE = "thresholds.toml"
 ENVIRONMENT_SECTIONS: dict[str, type[Section]] = {
     "aws": AwsSpec, "auth": AuthSpec, "http": HttpSpec, "smoke": SmokeSpec, "crud": CrudSpec,
     "isolation": IsolationSpec, "performance": PerformanceSpec, "security": SecuritySpec,
-    "resources": ResourcesSpec, "monitoring": MonitoringSpec,
+    "resources": ResourcesSpec, "monitoring": MonitoringSpec, "requires": RequiresSpec,
 }
 
 #: ``[environments.NAME]`` (and ``[defaults]``): its own keys, then its sections
@@ -58,7 +59,9 @@ ENVIRONMENT_SPEC: dict[str, Any] = {
     "base_url": str,
     "frontend_url": str,
     "protected": bool,
-    "launch": OneOf("demo"),
+    #: "demo": the plugin launches the reference deployment for it; "none" (e.g. one environment at a real URL
+    #: under [defaults] launch = "demo"): not launched
+    "launch": OneOf("demo", "none"),
     **ENVIRONMENT_SECTIONS,
 }
 
@@ -100,6 +103,8 @@ class Environment:
     #: AWS resources and monitoring the probes (suites/test_resources.py) check (resources.py)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
+    #: the promotion precondition: another environment's gate passed recently (promotion.py)
+    requires: RequiresSpec = field(default_factory=RequiresSpec)
 
     def read_only(self, allow_writes: bool) -> bool:
         """The production-safety rule, defined once: a protected environment is read-only unless the run
@@ -117,10 +122,12 @@ class Environment:
 
     @property
     def probe_path(self) -> str:
-        """A cheap GET on this environment's API: the first smoke endpoint, else the health check, else /."""
-        if self.smoke.endpoints:
-            return self.smoke.endpoints[0].path
-        return self.smoke.health[0].path if self.smoke.health else "/"
+        """A cheap GET on this environment's API: the first GET smoke endpoint, else GET health check, else /."""
+        for checks in (self.smoke.endpoints, self.smoke.health):
+            for check in checks:
+                if check.method == "GET":
+                    return check.path
+        return "/"
 
     def fields(self) -> dict[str, str]:
         """Values that config templates may use: ``{service}``, ``{stage}``, ``{base_url}``, ..."""
@@ -183,6 +190,8 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
     path = ("environments", name)
     stage = raw.get("stage", name)
     launch = raw.get("launch")
+    if launch == "none":
+        launch = None  # not launched: addressed by its own base_url like any real deployment
     if launch == "demo":
         for key in ("base_url", "frontend_url"):
             if key in raw:
@@ -216,7 +225,7 @@ def _build_environment(name: str, raw: dict[str, Any], service: str, src: Source
         # By default, load what the smoke suite checks: its API endpoints (GET), else its health checks.
         sections["performance"] = replace(performance, tasks=tuple(
             LoadTask(name=f"GET {check.path}", path=check.path, status=(check.status,))
-            for check in smoke.endpoints or smoke.health))
+            for check in smoke.endpoints or smoke.health if check.method == "GET"))
 
     return Environment(
         name=name, service=service, stage=stage, base_url=raw.get("base_url", ""),
@@ -255,6 +264,13 @@ def parse_project(src: Source, data: dict[str, Any], environ: Mapping[str, str] 
             # Auth values are secrets: remember what they expand to so every output can redact them.
             merged["auth"] = expand_vars(auth_raw, src, (*path, "auth"), environ, secrets)
         environments[name] = _build_environment(name, merged, service, src)
+    for name, env in environments.items():
+        required = env.requires.environment
+        if required and (required == name or required not in environments):
+            why = "itself" if required == name else f"unknown environment {required!r} (known: " \
+                f"{', '.join(sorted(environments))})"
+            raise Where(src, ("environments", name, "requires"), inherited=("defaults", "requires")).error(
+                f"requires.environment names {why}", "environment")
     cloudwatch, webhook = _build_publish(data.get("publish", {}), src, environ, secrets, environments)
     return Project(path=src.path, service=service, environments=environments,
                    secrets=frozenset(secrets), cloudwatch=cloudwatch, webhook=webhook)

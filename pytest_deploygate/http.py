@@ -64,7 +64,7 @@ class GateHTTP(requests.Session):
         #: the protected environment this client is bound to (its writes are refused), or None
         self.read_only = read_only
         extra = WriteGuard.of((), extra={self.base_url: read_only}).scopes if read_only else ()
-        self._guard = WriteGuard((guard or WriteGuard()).scopes + extra)
+        self._guard = WriteGuard((guard or WriteGuard()).scopes + extra, (guard or WriteGuard()).reads)
         # set before Session.__init__, whose default adapters go through mount()
         super().__init__()
         self.spec = spec

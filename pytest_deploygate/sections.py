@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from .schema import TIMEOUT, Either, MapOf, Num, OneOf, Section, Where, build, key
 
@@ -110,31 +110,110 @@ class HttpSpec(Section):
 # smoke
 
 
+READS = ("GET", "HEAD", "OPTIONS")
+
+
 @dataclass(frozen=True)
-class HealthCheck(Section):
+class RequestCheck(Section):
+    """What a health or endpoint check sends and expects: the request (``method``, ``body``, ``headers``),
+    the status and, with ``expect_json``, values of the JSON answer (keys are field names or dotted paths,
+    ``"checks.dynamodb" = "ok"``; a table compares the fields it names). A POST to a protected environment
+    is refused like any write unless ``read_only_post = true`` declares that this POST only reads (the
+    002 guide's ``POST /health``)."""
+
+    NOUN: ClassVar[str] = "a check"
+
+    path: str = field(metadata=key(str))
+    status: int = field(default=200, metadata=key(STATUS))
+    name: str = field(default="", metadata=key(str))
+    method: str = field(default="GET", metadata=key(METHOD))
+    #: a table or array is sent as JSON, a string as it is
+    body: Any = field(default=None, metadata=key(Either(str, MapOf(object), [object])))
+    headers: Mapping[str, str] = field(default_factory=dict, metadata=key(MapOf(str), template=ANY_FIELDS))
+    expect_json: Mapping[str, Any] = field(default_factory=dict,
+                                           metadata=key(MapOf(object), template=ANY_FIELDS))
+    read_only_post: bool = field(default=False, metadata=key(bool))
+
+    @property
+    def id(self) -> str:
+        if self.name:
+            return self.name
+        return self.path if self.method == "GET" else f"{self.method} {self.path}"
+
+    @property
+    def label(self) -> str:
+        """The ``path`` label of its latency metric (its name, else its path)."""
+        return self.name or self.path
+
+    @classmethod
+    def check_request(cls, raw: Mapping[str, Any], where: Where) -> None:
+        method = raw.get("method", "GET")
+        if "body" in raw and method in READS:
+            raise where.error(f"a {method} request sends no body: set method = \"POST\" (or PUT, PATCH)", "body")
+        if raw.get("read_only_post") and method != "POST":
+            raise where.error("read_only_post = true declares a POST that only reads: it needs method = \"POST\"",
+                              "read_only_post")
+
+    @classmethod
+    def from_table(cls: type[RC], raw: Mapping[str, Any], where: Where) -> RC:
+        if "path" not in raw:
+            raise where.error(f"{cls.NOUN} needs 'path'")
+        cls.check_request(raw, where)
+        return build(cls, raw, where)
+
+
+RC = TypeVar("RC", bound=RequestCheck)
+
+
+@dataclass(frozen=True)
+class HealthCheck(RequestCheck):
     NOUN: ClassVar[str] = "a health check"
 
-    path: str = field(metadata=key(str))
-    status: int = field(default=200, metadata=key(STATUS))
-    name: str = field(default="", metadata=key(str))
 
-    @property
-    def id(self) -> str:
-        return self.name or self.path
+@dataclass(frozen=True)
+class GraphQLQuery(Section):
+    """``graphql = { query = "…", variables = {…} }`` of an endpoint check: POSTed as JSON; the answer must
+    be 200 with ``data`` and no ``errors``. Only queries: a smoke check reads."""
+
+    NOUN: ClassVar[str] = "a GraphQL check"
+
+    query: str = field(metadata=key(str))
+    variables: Mapping[str, Any] = field(default_factory=dict, metadata=key(MapOf(object), template=ANY_FIELDS))
+    operation_name: str = field(default="", metadata=key(str))
+
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any], where: Where) -> GraphQLQuery:
+        from .reads import writes_in_graphql
+
+        word = writes_in_graphql(raw.get("query", ""))
+        if word:
+            raise where.error(f"a smoke check only reads, and this query holds {word!r} (a GraphQL "
+                              f"{word.lower()} may write): query fields only", "query")
+        return build(cls, raw, where)
 
 
 @dataclass(frozen=True)
-class EndpointCheck(Section):
+class EndpointCheck(RequestCheck):
     NOUN: ClassVar[str] = "an endpoint check"
 
-    path: str = field(metadata=key(str))
-    status: int = field(default=200, metadata=key(STATUS))
     json: bool = field(default=True, metadata=key(bool))
-    name: str = field(default="", metadata=key(str))
+    graphql: GraphQLQuery | None = field(default=None, metadata=key(GraphQLQuery))
 
-    @property
-    def id(self) -> str:
-        return self.name or self.path
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any], where: Where) -> EndpointCheck:  # type: ignore[override]
+        if "path" not in raw:
+            raise where.error(f"{cls.NOUN} needs 'path'")
+        if "graphql" not in raw:
+            cls.check_request(raw, where)
+            return build(cls, raw, where)
+        if raw.get("method", "POST") != "POST":
+            raise where.error("a GraphQL check POSTs its query: method must be \"POST\"", "method")
+        for name, why in (("body", "the body is the query"), ("read_only_post", "a GraphQL query is a read already "
+                                                                "(and read_only_post would let mutations through)"),
+                          ("json", "a GraphQL answer is JSON")):
+            if name in raw:
+                raise where.error(f"{name} does not go with graphql: {why}", name)
+        return build(cls, raw, where, method="POST")
 
 
 @dataclass(frozen=True)

@@ -297,18 +297,40 @@ class GateSession:
     # the checks
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Built-in suites run cheapest first: smoke, crud, isolation, performance, security."""
+        """Built-in suites run cheapest first: smoke, crud, isolation, performance, security. A built-in
+        check with nothing configured to check (an empty parameter set: no queues declared, say) is
+        deselected rather than shown as a skip."""
         from .gate import CATEGORIES, category_of
 
         root = suites_dir()
         order = {name: i for i, name in enumerate(CATEGORIES)}
 
+        def builtin(item: pytest.Item) -> bool:
+            return root in Path(item.path).parents
+
+        def nothing_declared(item: pytest.Item) -> bool:
+            mark = item.get_closest_marker("skip")
+            # pytest's wording for a parametrize over an empty list (_pytest.mark.structures)
+            return mark is not None and str(mark.kwargs.get("reason", "")).startswith("got empty parameter set")
+
+        empty = [item for item in items if builtin(item) and nothing_declared(item)]
+        if empty:
+            self.config.hook.pytest_deselected(items=empty)
+            gone = {id(item) for item in empty}
+            items[:] = [item for item in items if id(item) not in gone]
+
         def key(item: pytest.Item) -> int:
-            if root not in Path(item.path).parents:
+            if not builtin(item):
                 return len(order)
             return order.get(category_of(item.keywords), len(order))
 
         items.sort(key=key)
+        # the promotion precondition is a check only where it is configured (``requires``): not a skip elsewhere
+        if self.run is not None and not self.run.project.environment(self.run.env_name).requires.active:
+            dropped = [i for i in items if getattr(getattr(i, "function", None), "deploygate_requires", False)]
+            if dropped:
+                items[:] = [i for i in items if i not in dropped]
+                self.config.hook.pytest_deselected(items=dropped)
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         """Protected environments are read-only: destructive checks need an explicit --allow-writes."""

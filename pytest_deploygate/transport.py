@@ -24,6 +24,7 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from .failures import READ_METHODS, WriteRefused, read_only_reason
+from .reads import graphql_query_body
 
 CHUNK_BYTES = 64 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -54,6 +55,10 @@ def _directory(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
+#: a request whose body the guard does not see (the process-wide guard, below the transport)
+UNSEEN: Any = object()
+
+
 @dataclass(frozen=True)
 class WriteGuard:
     """Which destinations are read-only: the URL scopes (origin + path prefix) of every environment,
@@ -64,6 +69,11 @@ class WriteGuard:
 
     #: (origin, path prefix, environment name, protected)
     scopes: tuple[tuple[str, str, str, bool], ...] = ()
+    #: the POSTs a protected environment's configuration declares reads (issue 12), the only exceptions to
+    #: the rule: (origin, exact path, kind). Kind ``post``: a smoke check's ``read_only_post = true`` (that
+    #: URL, any body); ``graphql``: a smoke GraphQL check's URL, for a body that is a GraphQL query only
+    #: (:func:`~pytest_deploygate.reads.graphql_query_body`), never a mutation.
+    reads: frozenset[tuple[str, str, str]] = frozenset()
 
     @classmethod
     def of(cls, environments: Iterable[Any], allow_writes: bool = False,
@@ -74,6 +84,7 @@ class WriteGuard:
         if allow_writes:
             return cls()
         scopes: list[tuple[str, str, str, bool]] = []
+        reads: set[tuple[str, str, str]] = set()
         for env in environments:
             urls = [env.base_url, _directory(env.frontend_url) if env.frontend_url else "",
                     (env.aws.endpoint_url or "") if endpoints else ""]
@@ -81,11 +92,13 @@ class WriteGuard:
                 scope = _scope(url) if url else None
                 if scope is not None:
                     scopes.append((*scope, env.name, bool(env.protected)))
+            if env.protected:
+                reads |= declared_reads(env)
         for url, name in (extra or {}).items():
             scope = _scope(url)
             if scope is not None:
                 scopes.append((*scope, name, True))
-        return cls(tuple(scopes))
+        return cls(tuple(scopes), frozenset(reads))
 
     def owner(self, url: str) -> str | None:
         """The protected environment ``url`` belongs to, or None."""
@@ -101,16 +114,61 @@ class WriteGuard:
                     best = rank
         return best[2] if best is not None and best[1] else None
 
+    def declared_read(self, method: str, url: str, body: Any = UNSEEN) -> bool:
+        """Whether this POST is one the configuration declares a read (see ``reads``). ``body`` UNSEEN (the
+        process-wide guard sees no body): a GraphQL URL's POST passes only when this thread's gate
+        transport has just read its body and let it through."""
+        if method != "POST" or not self.reads:
+            return False
+        target = _endpoint(url)
+        if target is None:
+            return False
+        if (*target, "post") in self.reads:
+            return True
+        if (*target, "graphql") not in self.reads:
+            return False
+        if body is UNSEEN:
+            return getattr(_current, "vetted", None) == target
+        return graphql_query_body(body)
+
     def check(self, method: str | None, url: str | None, check: str = "",
-              redact: Callable[[str], str] = str) -> None:
-        """Raise :class:`WriteRefused` for a non-read ``method`` to a protected destination."""
+              redact: Callable[[str], str] = str, body: Any = UNSEEN) -> None:
+        """Raise :class:`WriteRefused` for a non-read ``method`` to a protected destination (but for a POST
+        its configuration declares a read: :meth:`declared_read`)."""
         verb = (method or "GET").upper()
         if verb in READ_METHODS or not url:
             return
         name = self.owner(url)
-        if name is not None:
+        if name is not None and not self.declared_read(verb, url, body):
             prefix = f"{check}: " if check else ""
             raise WriteRefused(redact(f"{prefix}refused {verb} {url}: {read_only_reason(name)}"))
+
+
+def _endpoint(url: str) -> tuple[str, str] | None:
+    """``(origin, path)`` of ``url``, the path without its query and trailing slash."""
+    scope = _scope(url)
+    if scope is None:
+        return None
+    return scope[0], scope[1].rstrip("/") or "/"
+
+
+def declared_reads(env: Any) -> set[tuple[str, str, str]]:
+    """The POSTs ``env``'s smoke checks declare reads: ``read_only_post = true`` checks and GraphQL checks."""
+    smoke = getattr(env, "smoke", None)
+    if smoke is None or not env.base_url:
+        return set()
+    out: set[tuple[str, str, str]] = set()
+    base = env.base_url.rstrip("/") + "/"
+    for check in (*smoke.health, *smoke.endpoints):
+        kind = "graphql" if getattr(check, "graphql", None) is not None else \
+            "post" if getattr(check, "read_only_post", False) else None
+        if kind is None:
+            continue
+        path = check.path if check.path.startswith(("http://", "https://")) else base + check.path.lstrip("/")
+        target = _endpoint(path)
+        if target is not None:
+            out.add((*target, kind))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,11 +345,16 @@ class GuardedAdapter(HTTPAdapter):
 
     def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
              verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
-        self.guard.check(request.method, request.url, self.check, self.redact)
+        self.guard.check(request.method, request.url, self.check, self.redact, body=request.body)
         deadline = self._deadline() or time.monotonic() + self.limits.total_timeout_s
         watch = _Watch(deadline)
         outer = getattr(_current, "watch", None)
         _current.watch = watch
+        outer_vetted = getattr(_current, "vetted", None)
+        # a GraphQL query whose body the gate transport has just read: the process-wide guard, which sees no
+        # body, lets this very request through if its URL is a declared GraphQL read (and no other request)
+        _current.vetted = _endpoint(request.url or "") if request.method == "POST" and \
+            graphql_query_body(request.body) else None
         handed_on = False
         try:
             try:
@@ -322,6 +385,7 @@ class GuardedAdapter(HTTPAdapter):
             return response
         finally:
             _current.watch = outer
+            _current.vetted = outer_vetted
             if not handed_on:
                 watch.cancel()
 
@@ -369,7 +433,7 @@ class ForeignAdapter(BaseAdapter):
         self.redact = redact
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        self.guard.check(request.method, request.url, self.check, self.redact)
+        self.guard.check(request.method, request.url, self.check, self.redact, body=request.body)
         return self.inner.send(request, *args, **kwargs)
 
     def close(self) -> None:

@@ -1,17 +1,23 @@
 """Smoke suite: the deployment is up and wired to the right environment.
 
-Driven by the environment's ``smoke`` settings: health endpoints, API endpoints, the frontend page and
-every asset it references, ``config.js`` values, and the declared DynamoDB tables and S3 buckets.
+Driven by the environment's ``smoke`` settings: health endpoints, API endpoints (any method, a body,
+headers, values of the JSON answer; GraphQL queries), the frontend page and every asset it references,
+``config.js`` values, the declared DynamoDB tables and S3 buckets, and the promotion precondition
+(``requires``: another environment's gate passed recently).
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 
 from pytest_deploygate import current_environment
+from pytest_deploygate.failures import WriteRefused
 from pytest_deploygate.frontend import asset_refs, fetch_config_js, page_url
 from pytest_deploygate.http import CheckFailure, json_body
 
@@ -22,11 +28,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     env = current_environment(metafunc.config)
     if env is None:
         return
-    params = {
+    params: dict[str, list[tuple[Any, str]]] = {
         "health_check": [(h, h.id) for h in env.smoke.health],
         "endpoint_check": [(e, e.id) for e in env.smoke.endpoints],
         "table": [(t, t) for t in env.tables],
         "bucket": [(b, b) for b in env.buckets],
+        # present only where configured (the gate deselects test_promotion elsewhere)
+        "requires": [(env.requires, env.requires.environment)] if env.requires.active else [],
     }
     for name, values in params.items():
         if name in metafunc.fixturenames:
@@ -40,13 +48,14 @@ def _status_problem(response, expected: int) -> str | None:  # type: ignore[no-u
             f"expected {expected}")
 
 
-def _sampled(client, url: str, deploy_env, gate, metric: str, expected: int, **labels: str):  # type: ignore[no-untyped-def]
-    """``smoke.samples`` requests to ``url``; their median latency is recorded (one slow request, e.g. the
-    first on a cold connection or a busy machine, is not a verdict) with every sample. Returns the first
-    answer with an unexpected status, else the last answer."""
+def _sampled(client, url: str, deploy_env, gate, metric: str, expected: int,  # type: ignore[no-untyped-def]
+             send: Callable[[], Any] | None = None, **labels: str):
+    """``smoke.samples`` requests to ``url`` (or calls of ``send``); their median latency is recorded (one
+    slow request, e.g. the first on a cold connection or a busy machine, is not a verdict) with every sample.
+    Returns the first answer with an unexpected status, else the last answer."""
     responses = []
     for _ in range(deploy_env.smoke.samples):
-        response = client.get(url)
+        response = send() if send is not None else client.get(url)
         responses.append(response)
         if response.status_code != expected:
             break  # a wrong answer is the finding: no more requests needed to judge it
@@ -55,24 +64,141 @@ def _sampled(client, url: str, deploy_env, gate, metric: str, expected: int, **l
     return responses[-1]
 
 
-def test_health(api, gate, health_check, deploy_env) -> None:  # type: ignore[no-untyped-def]
-    """The health endpoint answers its expected status."""
-    response = _sampled(api, health_check.path, deploy_env, gate, "smoke.health.latency_ms", health_check.status,
-                        path=health_check.id)
-    problem = _status_problem(response, health_check.status)
+def _filled(value: Any, deploy_env) -> Any:  # type: ignore[no-untyped-def]
+    """``value`` with ``{stage}``, ``{base_url}``... filled in, in every string of tables and arrays."""
+    if isinstance(value, str):
+        return deploy_env.format(value)
+    if isinstance(value, Mapping):
+        return {k: _filled(v, deploy_env) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_filled(v, deploy_env) for v in value]
+    return value
+
+
+def _request(api, check, deploy_env, what: str) -> Callable[[], Any]:  # type: ignore[no-untyped-def]
+    """One request of ``check``: its method, headers and body (a GraphQL check POSTs its query as JSON)."""
+    kwargs: dict[str, Any] = {}
+    if check.headers:
+        kwargs["headers"] = _filled(check.headers, deploy_env)
+    graphql = getattr(check, "graphql", None)
+    if graphql is not None:
+        payload: dict[str, Any] = {"query": graphql.query, "variables": _filled(graphql.variables, deploy_env)}
+        if graphql.operation_name:
+            payload["operationName"] = graphql.operation_name
+        kwargs["json"] = payload
+    elif isinstance(check.body, str):
+        kwargs["data"] = check.body.encode()
+    elif check.body is not None:
+        kwargs["json"] = check.body
+
+    def send() -> Any:
+        try:
+            return api.request(check.method, check.path, **kwargs)
+        except WriteRefused as exc:
+            hint = "" if graphql is not None else (
+                " (declare read_only_post = true on the check if this POST only reads)"
+                if check.method == "POST" else "")
+            raise WriteRefused(f"{what} {check.id}: {exc}{hint}") from None
+
+    return send
+
+
+_MISSING = object()
+
+
+def _at(data: Any, path: str) -> Any:
+    """The value at ``path`` in a JSON answer: a key as it is, else a dotted path (``checks.dynamodb``,
+    ``items.0.id``)."""
+    if isinstance(data, dict) and path in data:
+        return data[path]
+    value = data
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return actual is expected
+    return bool(actual == expected)
+
+
+def json_problems(data: Any, expected: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """What in the JSON answer ``data`` differs from ``expected`` (``{path: value}``; a table as value
+    compares the fields it names, wherever the answer has more)."""
+    problems = []
+    for path, want in expected.items():
+        got = _at(data, path)
+        where = prefix + path
+        if got is _MISSING:
+            problems.append(f"{where} is missing (expected {want!r})")
+        elif isinstance(want, Mapping):
+            problems += json_problems(got, want, where + ".") if isinstance(got, dict) else [
+                f"{where} = {got!r}, expected a table with {dict(want)!r}"]
+        elif not _same(got, want):
+            problems.append(f"{where} = {got!r}, expected {want!r}")
+    return problems
+
+
+def _check_answer(response, check, deploy_env, what: str) -> None:  # type: ignore[no-untyped-def]
+    """Status, JSON, GraphQL errors and the expected values of one answer."""
+    problem = _status_problem(response, check.status)
     if problem:
-        raise CheckFailure(f"health check {health_check.id}: {problem}")
+        raise CheckFailure(f"{what} {check.id}: {problem}")
+    graphql = getattr(check, "graphql", None)
+    if not (check.expect_json or graphql is not None or getattr(check, "json", False)):
+        return
+    data = json_body(response, f"{what} {check.id}")
+    if graphql is not None:
+        errors = data.get("errors") if isinstance(data, dict) else None
+        if errors:
+            shown = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e)
+                              for e in (errors if isinstance(errors, list) else [errors])[:3])
+            raise CheckFailure(f"{what} {check.id}: the GraphQL answer carries errors: {shown}")
+        if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+            raise CheckFailure(f"{what} {check.id}: the GraphQL answer has no data "
+                               f"({str(data)[:120]!r})")
+    problems = json_problems(data, _filled(check.expect_json, deploy_env))
+    if problems:
+        raise CheckFailure(f"{what} {check.id}: the answer differs: " + "; ".join(problems))
+
+
+def _labels(check) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {"path": check.label} if check.method == "GET" else {"path": check.label, "method": check.method}
+
+
+def test_health(api, gate, health_check, deploy_env) -> None:  # type: ignore[no-untyped-def]
+    """The health endpoint answers its expected status (and the JSON values it declares)."""
+    send = _request(api, health_check, deploy_env, "health check")
+    response = _sampled(api, health_check.path, deploy_env, gate, "smoke.health.latency_ms", health_check.status,
+                        send=send, **_labels(health_check))
+    _check_answer(response, health_check, deploy_env, "health check")
 
 
 def test_api_endpoint(api, gate, endpoint_check, deploy_env) -> None:  # type: ignore[no-untyped-def]
-    """An API endpoint answers its expected status (and JSON, when declared)."""
+    """An API endpoint answers its expected status (and JSON, the values it declares; a GraphQL query: data
+    and no errors)."""
+    what = "GraphQL endpoint" if endpoint_check.graphql is not None else "API endpoint"
+    send = _request(api, endpoint_check, deploy_env, what)
     response = _sampled(api, endpoint_check.path, deploy_env, gate, "smoke.api.latency_ms", endpoint_check.status,
-                        path=endpoint_check.id)
-    problem = _status_problem(response, endpoint_check.status)
-    if problem:
-        raise CheckFailure(f"API endpoint {endpoint_check.id}: {problem}")
-    if endpoint_check.json:
-        json_body(response, f"API endpoint {endpoint_check.id}")
+                        send=send, **_labels(endpoint_check))
+    _check_answer(response, endpoint_check, deploy_env, what)
+
+
+def test_promotion(requires, deploy_env, deploygate_run, gate) -> None:  # type: ignore[no-untyped-def]
+    """The promotion precondition: the required environment's latest gate report passed within max_age."""
+    from pytest_deploygate.promotion import check_promotion
+
+    root = Path(deploygate_run.settings.config_path).parent
+    gate.note(check_promotion(requires, root))
+
+
+test_promotion.deploygate_requires = True  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from pytest_deploygate.schema import (
     tomllib,
 )
 from pytest_deploygate.sections import (
+    METHOD,
     AllowEntry,
     AuthSpec,
     AwsSpec,
@@ -52,6 +53,9 @@ from pytest_deploygate.sections import (
 STATUS = Num(100, 599, integer=True)
 STATUSES = Either(STATUS, [STATUS])
 LOAD_CAP, SECONDS_CAP = 1_000_000, 7 * 86400
+#: what a health or endpoint check sends and expects (issue 12)
+REQUEST: dict[str, Any] = {"method": METHOD, "body": Either(str, MapOf(object), [object]), "headers": MapOf(str),
+                           "expect_json": MapOf(object), "read_only_post": bool}
 WRITTEN_OUT: dict[type, dict[str, Any]] = {
     AwsSpec: {"profile": str, "region": str, "endpoint_url": str, "account_id": str},
     AuthSpec: {"header": str, "value": str, "scheme": str,
@@ -61,8 +65,9 @@ WRITTEN_OUT: dict[type, dict[str, Any]] = {
                "verify": bool, "ca_bundle": str, "total_timeout_s": TIMEOUT,
                "max_body_bytes": Num(0, 10**12, above=True, integer=True)},
     SmokeSpec: {
-        "health": [{"path": str, "status": STATUS, "name": str}],
-        "endpoints": [{"path": str, "status": STATUS, "json": bool, "name": str}],
+        "health": [{"path": str, "status": STATUS, "name": str, **REQUEST}],
+        "endpoints": [{"path": str, "status": STATUS, "json": bool, "name": str, **REQUEST,
+                       "graphql": {"query": str, "variables": MapOf(object), "operation_name": str}}],
         "frontend": {"page": str, "assets": bool, "config_js": str, "expect": MapOf(str)},
         "samples": Num(1, 25, integer=True),
     },

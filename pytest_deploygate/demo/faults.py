@@ -36,6 +36,9 @@ FAULTS: dict[str, str] = {
     "pitr-off": "point-in-time recovery is off on the stories table",
     "function-missing": "the Lambda function {service}-{stage}-api does not exist",
     "slow-endpoint": "GET /api/acceptance-tests (that path only) answers 0.8 s later",
+    # the smoke extensions (issue 12): a health answer's body, a GraphQL answer's errors
+    "health-degraded": "/health answers 200 with status \"degraded\" and checks.dynamodb \"timeout\"",
+    "graphql-errors": "POST /graphql answers 200 with errors (a resolver fails) and null data",
 }
 
 #: how long the ``slow`` fault delays every answer (and ``tail-latency`` one in ten)

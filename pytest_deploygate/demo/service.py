@@ -22,6 +22,13 @@ from .faults import FLAKY_EVERY, SLOW_DELAY_S, SLOW_ENDPOINT_DELAY_S, SLOW_ENDPO
 COLLECTIONS = ("stories", "acceptance-tests")
 #: the route that takes a Cognito token from this environment's user pool
 PROTECTED_PATH = "/api/me"
+#: the GraphQL route (seed 004's AppSync API) and its schema
+GRAPHQL_PATH = "/graphql"
+GRAPHQL_SDL = """
+type Query { stage: String!  health: Health!  stories(limit: Int): [Story!]! }
+type Health { status: String!  stage: String! }
+type Story { id: ID!  title: String }
+"""
 
 
 def _var(collection: str) -> str:
@@ -198,6 +205,7 @@ class Service:
         self.requests = 0
         self._count_lock = threading.Lock()
         self._last_sweep = time.monotonic()
+        self._graphql_schema: Any = None
 
     # One boto3 client per endpoint, shared by the serving threads (clients are thread-safe; resources
     # are not, and building one per connection thread costs more than the request).
@@ -318,8 +326,10 @@ class Service:
             return 200, {"stage": self.stage, "requests": self.requests, "writes": self.writes}
         if path == "/_demo/warm" and method == "GET":
             return 200, self.warm()
-        if path == "/health" and method == "GET":
+        if path == "/health" and method in ("GET", "POST"):  # POST /health: the 002 guide's health check
             return self.health()
+        if path == GRAPHQL_PATH and method == "POST":
+            return self.graphql(event.get("body"))
         if path in ("/", "/api") and method == "GET":
             return 200, {"service": self.service, "stage": self.stage,
                          "collections": list(COLLECTIONS)}
@@ -349,7 +359,39 @@ class Service:
         except Exception as exc:
             return 503, {"status": "unavailable", "stage": self.stage,
                          "checks": {"dynamodb": type(exc).__name__}}
+        if "health-degraded" in self.faults:
+            return 200, {"status": "degraded", "stage": self.stage, "checks": {"dynamodb": "timeout"}}
         return 200, {"status": "ok", "stage": self.stage, "checks": {"dynamodb": dynamo}}
+
+    def graphql(self, raw_body: str | None) -> tuple[int, Any]:
+        """A tiny GraphQL API (the AppSync stack's shape, 004), executed by graphql-core: queries ``stage``,
+        ``health { status stage }`` and ``stories(limit) { id title }``; no mutations."""
+        from graphql import build_schema, graphql_sync
+
+        request = self._body(raw_body)
+        if not isinstance(request, dict) or not isinstance(request.get("query"), str):
+            return 400, {"errors": [{"message": "expected a JSON body with a query"}]}
+        if self._graphql_schema is None:
+            self._graphql_schema = build_schema(GRAPHQL_SDL)
+
+        def health(_info: Any) -> dict[str, Any]:  # a root value's callable gets (info, **args)
+            if "graphql-errors" in self.faults:
+                raise RuntimeError("health resolver failed (fault: graphql-errors)")
+            status, body = self.health()
+            return {"status": body.get("status", str(status)), "stage": self.stage}
+
+        def stories(_info: Any, limit: int = 0) -> list[dict[str, Any]]:
+            items = [_plain(i) for i in self.table("stories").scan().get("Items", [])]
+            return items[:limit] if limit > 0 else items
+
+        root = {"stage": self.stage, "health": health, "stories": stories}
+        result = graphql_sync(self._graphql_schema, request["query"], root_value=root,
+                              variable_values=request.get("variables") or None,
+                              operation_name=request.get("operationName"))
+        answer: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            answer["errors"] = [{"message": e.message} for e in result.errors]
+        return 200, answer
 
     def admin_export(self, event: dict[str, Any]) -> tuple[int, Any]:
         """A protected endpoint: only callers with the admin token."""
