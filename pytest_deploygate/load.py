@@ -13,6 +13,7 @@ import math
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -99,6 +100,12 @@ def _task(spec):
 
 GateUser.tasks = {{_task(t): t["weight"] for t in SPEC["tasks"]}}
 '''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def render_locustfile(env: Environment, spec: PerformanceSpec) -> str:
@@ -390,6 +397,8 @@ class LocustRun:
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.prefix = workdir / f"locust-{env.name}"
+        #: the master's loopback port for ``--processes`` workers (None: a free one, picked per command)
+        self.local_port: int | None = None
 
     def command(self, locustfile: Path) -> list[str]:
         """``locustfile`` runs after the guard (Locust takes a comma-separated list and sends both files
@@ -409,7 +418,12 @@ class LocustRun:
             cmd += ["--master", "--expect-workers", str(d.expect_workers), "--master-bind-host", d.bind_host,
                     "--master-bind-port", str(d.bind_port), "--expect-workers-max-wait", f"{math.ceil(d.max_wait_s)}"]
         elif spec.workers > 1:
-            cmd += ["--processes", str(spec.workers)]
+            # the local workers reach their master on a free loopback port: Locust's default (5557 on every
+            # interface) would listen beyond loopback, and a second run on the machine would fail or, worse,
+            # lend its workers to the first
+            port = self.local_port or _free_port()
+            cmd += ["--processes", str(spec.workers), "--master-bind-host", "127.0.0.1", "--master-bind-port",
+                    str(port), "--master-host", "127.0.0.1", "--master-port", str(port)]
         return cmd + self.extra_args
 
     @property

@@ -328,6 +328,10 @@ def test_the_command_for_processes_and_for_a_distributed_master() -> None:
     cmd = _command(PerformanceSpec(users=4, duration_s=2.5, workers=2, spawn_rate=8.0))
     assert _arg(cmd, "--processes") == "2" and _arg(cmd, "-r") == "8" and _arg(cmd, "-t") == "3s"
     assert "--reset-stats" not in cmd
+    # the local workers meet their master on loopback, on a port of this run's own (not Locust's 5557 on
+    # every interface, which a second run would collide with)
+    assert _arg(cmd, "--master-bind-host") == "127.0.0.1" and _arg(cmd, "--master-host") == "127.0.0.1"
+    assert _arg(cmd, "--master-bind-port") == _arg(cmd, "--master-port") != "5557"
     dist = _command(PerformanceSpec(workers=2, distributed=DistributedSpec(expect_workers=3, bind_port=5599,
                                                                            max_wait_s=12.5)))
     assert _arg(dist, "--expect-workers") == "3" and _arg(dist, "--master-bind-port") == "5599"
