@@ -52,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="gate policy (default: thresholds.toml at the rootdir, else the built-in one)")
     group.addoption("--no-builtin-suites", action="store_true", dest="deploygate_no_suites",
                     help="do not collect the built-in gate suites (fixtures only)")
+    group.addoption("--skip-absent", action="store_true", dest="deploygate_skip_absent",
+                    help="first deploys: a declared AWS resource that does not exist yet is SKIPPED with the "
+                         "reason (as if it were optional = true); one that exists but is broken still FAILS")
     group.addoption("--no-preflight", action="store_true", dest="deploygate_no_preflight",
                     help="skip the reachability check of the environment before the checks")
     parser.addini("deploygate_env", "default environment for the gate")

@@ -27,9 +27,10 @@ def test_healthy_staging_passes_with_a_full_report(gate_project: Gate) -> None:
     assert report["started_at"] <= report["finished_at"]
     assert report["tests"]["failed"] == 0 and report["tests"]["passed"] >= 9
     assert report["categories"]["smoke"]["verdict"] == "PASS"
-    # 9 smoke checks and 12 resource probes; test_api_stage is skipped (the reference deployment declares no API
-    # Gateway stage: an empty parameter set)
-    assert report["categories"]["smoke"]["tests"] == {"passed": 21, "failed": 0, "skipped": 1}
+    # 9 smoke checks and 12 resource probes; test_api_stage is deselected, not skipped (the reference deployment
+    # declares no API Gateway stage: a built-in check with nothing to check is not shown)
+    assert report["categories"]["smoke"]["tests"] == {"passed": 21, "failed": 0, "skipped": 0}
+    assert "test_api_stage" not in res.stdout
     health = res.metric("smoke.health.latency_ms", path="/health")
     assert health["unit"] == "ms" and health["verdict"] == "PASS" and health["value"] > 0
     assert health["threshold"] == "warn > 1000 ms, fail > 3000 ms"
