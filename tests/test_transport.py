@@ -95,7 +95,8 @@ def test_the_pre_flight_reads_headers_only(hostile: HostileServer, tmp_path: Any
     env = load_project(tmp_path / "deploygate.toml").environment("x")
     start = time.monotonic()
     # something answers (or accepts the connection): not unreachable, so the checks will say what is wrong
-    preflight(None, SimpleNamespace(environment=env, secrets=frozenset()))  # type: ignore[arg-type]
+    run = SimpleNamespace(environment=env, secrets=frozenset())  # what preflight reads of a GateRun
+    preflight(run)  # type: ignore[arg-type]
     assert time.monotonic() - start < 3
 
 
