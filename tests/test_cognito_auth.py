@@ -66,10 +66,12 @@ def test_healthy_staging_takes_its_own_token_and_refuses_the_peers(gate_project:
     assert_no_credentials(gate_project, running_demo, res.output)
 
     # a user's test that prints the token and the password and fails showing both: both are masked everywhere
-    res = gate_project.run("--env", "staging", "-k", "shows_the_cognito", "--junitxml", "junit.xml")
-    assert res.ret == 1, res.output
-    assert "token: *** password: ***" in res.stdout, res.stdout
-    assert_no_credentials(gate_project, running_demo, res.output)
+    # ... also when an xdist worker signed in (the worker masks what it reports; the controller never saw the token)
+    for xdist in ((), ("-n", "2")):
+        res = gate_project.run("--env", "staging", "-k", "shows_the_cognito", "--junitxml", "junit.xml", *xdist)
+        assert res.ret == 1, res.output
+        assert "token: *** password: ***" in res.stdout, res.stdout
+        assert_no_credentials(gate_project, running_demo, res.output)
 
 
 @pytest.mark.demo_faults("staging:foreign-token-accepted")
@@ -94,10 +96,12 @@ def test_a_peer_pools_token_taken_fails_naming_the_check_and_the_peer(gate_proje
     assert_no_credentials(gate_project, running_demo, res.output)
 
 
-def test_a_pool_that_refuses_the_sign_in_is_could_not_check(gate_project: Gate, running_demo: RunningDemo) -> None:
-    """A wrong password for staging's probe user: no token, so nothing is judged (never a finding)."""
+def test_no_token_or_an_own_token_refused_is_could_not_check(gate_project: Gate, running_demo: RunningDemo) -> None:
+    """A wrong password for staging's probe user: no token, so nothing is judged (never a finding); an endpoint
+    that refuses staging's own token: the check cannot tell either."""
     config = gate_project.path / "deploygate.toml"
-    config.write_text(config.read_text() + '\n[environments.staging.auth.cognito]\npassword = "${WRONG_PW}"\n')
+    original = config.read_text()
+    config.write_text(original + '\n[environments.staging.auth.cognito]\npassword = "${WRONG_PW}"\n')
     gate_project.monkeypatch.setenv("WRONG_PW", "not-the-probe-users-password-42")
     res = gate_project.run("--env", "staging", "-m", "gate and isolation", "-k", CHECK, "-rA")
     assert res.ret != 0, res.output
@@ -112,3 +116,12 @@ def test_a_pool_that_refuses_the_sign_in_is_could_not_check(gate_project: Gate, 
     assert not [m for m in res.report["metrics"] if m["name"] == "isolation.foreign_token_accepted_count"]
     assert "not-the-probe-users-password-42" not in Path(gate_project.path / ".deploygate/report.json").read_text()
     assert "not-the-probe-users-password-42" not in res.output
+
+    # an endpoint that refuses the environment's own token cannot show what it does with a peer's: not a pass
+    config.write_text(original + '\n[environments.staging.isolation]\nprotected_endpoints = ["/api/admin/export"]\n')
+    res = gate_project.run("--env", "staging", "-m", "gate and isolation", "-k", CHECK, "-rA")
+    assert res.ret != 0, res.output
+    reason = res.reason(f"{CHECK}[dev]")
+    assert reason.startswith("foreign-token: could not check: GET http://127.0.0.1:"), reason
+    assert "/api/admin/export answered 403 to staging's own token" in reason
+    assert "cannot show whether it refuses a peer's" in reason
