@@ -125,3 +125,36 @@ def test_no_token_or_an_own_token_refused_is_could_not_check(gate_project: Gate,
     assert reason.startswith("foreign-token: could not check: GET http://127.0.0.1:"), reason
     assert "/api/admin/export answered 403 to staging's own token" in reason
     assert "cannot show whether it refuses a peer's" in reason
+
+
+def test_a_deployment_named_by_its_ids_signs_in_and_every_request_carries_the_token(
+        gate_project: Gate, running_demo: RunningDemo) -> None:
+    """The shape of a real deployment's configuration (nothing launched): pool and client named, the password a
+    ``${VAR}``; with no ``auth.value`` the ``api`` fixture sends the Cognito token, and the isolation check runs."""
+    envs = running_demo.state["environments"]
+    text = 'service = "aipm-backend"\n'
+    for name in ("staging", "dev"):
+        info = envs[name]
+        gate_project.monkeypatch.setenv(f"{name.upper()}_COGNITO_PASSWORD", info["cognito_password"])
+        text += (f'\n[environments.{name}]\nbase_url = "{info["api_url"]}"\n'
+                 f'[environments.{name}.aws]\nendpoint_url = "{info["endpoint_url"]}"\n'
+                 f'account_id = "{info["account_id"]}"\n'
+                 f'[environments.{name}.auth.cognito]\nuser_pool_id = "{info["user_pool_id"]}"\n'
+                 f'client_id = "{info["user_pool_client_id"]}"\nusername = "{info["cognito_username"]}"\n'
+                 f'password = "${{{name.upper()}_COGNITO_PASSWORD}}"\ntoken = "access"\n'
+                 f'[environments.{name}.isolation]\nprotected_endpoints = ["/api/me"]\n')
+    (gate_project.path / "deploygate.toml").write_text(text)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        gate_project.monkeypatch.setenv(var, "testing")
+    (gate_project.path / "test_me.py").write_text('''
+def test_cognito_me(api):
+    answer = api.get("/api/me")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["token_use"] == "access" and answer.json()["stage"] == "staging"
+''')
+    res = gate_project.run("--env", "staging", "-k", f"cognito_me or {CHECK}", "-rA", "--junitxml", "junit.xml")
+    assert res.ret == 0, res.output
+    assert "PASSED test_me.py::test_cognito_me" in res.stdout
+    metric = res.metric("isolation.foreign_token_accepted_count", env="staging", peer="dev", endpoint="/api/me")
+    assert (metric["value"], metric["verdict"]) == (0, "PASS")
+    assert_no_credentials(gate_project, running_demo, res.output)
