@@ -177,3 +177,20 @@ def test_client_for_sends_the_pools_token_unless_a_value_is_set(tmp_path: Path) 
     assert client_for(with_value, tokens=_Tokens(token)).headers["X-Auth"] == "Bearer launched-token"
     assert value not in repr(token) and token_claims(value)["iss"].endswith("/us-east-1_abc")
     assert token_claims("not-a-jwt") == {}
+
+
+def test_signing_in_passes_the_protected_guard_and_nothing_else_write_named_does(tmp_path: Path) -> None:
+    from pytest_deploygate.aws import EnvironmentAWS
+    from pytest_deploygate.failures import WriteRefused
+
+    env = load(tmp_path, BASE.replace('stage = "staging"', 'stage = "staging"\nprotected = true'))["staging"]
+    env = replace(env, aws=replace(env.aws, endpoint_url=f"http://127.0.0.1:{_closed_port()}",
+                                   static_credentials=("testing", "testing")),
+                  http=replace(env.http, retries=0, connect_timeout_s=2.0))
+    idp = EnvironmentAWS(env).client("cognito-idp")
+    with pytest.raises(WriteRefused, match=r"cognito-idp\.AdminCreateUser: environment staging is protected"):
+        idp.admin_create_user(UserPoolId="us-east-1_abc", Username="someone")
+    with pytest.raises(Exception) as info:  # sent (nothing listens there): the guard let the sign-in through
+        idp.initiate_auth(ClientId="abc123", AuthFlow="USER_PASSWORD_AUTH",
+                          AuthParameters={"USERNAME": "u", "PASSWORD": "p"})
+    assert type(info.value).__name__ == "EndpointConnectionError"
