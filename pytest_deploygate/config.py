@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .promotion import RequiresSpec
+from .report.metadata import ReportSpec
 from .resources import MonitoringSpec, ResourcesSpec
 from .schema import ConfigError, MapOf, OneOf, Section, Source, Where, expand_vars, read_toml, validate
 from .sections import (
@@ -70,6 +71,7 @@ PROJECT_SPEC: dict[str, Any] = {
     "defaults": ENVIRONMENT_SPEC,
     "environments": MapOf(ENVIRONMENT_SPEC),
     "publish": {"cloudwatch": CloudWatchSpec, "webhook": WebhookSpec},
+    "report": ReportSpec,
 }
 
 
@@ -164,6 +166,8 @@ class Project:
     secrets: frozenset[str] = frozenset()
     cloudwatch: CloudWatchSpec | None = None
     webhook: WebhookSpec | None = None
+    #: ``[report]``: where the report's artifacts are published, how to read the deployed version
+    report: ReportSpec = field(default_factory=ReportSpec)
 
     def environment(self, name: str) -> Environment:
         try:
@@ -272,8 +276,10 @@ def parse_project(src: Source, data: dict[str, Any], environ: Mapping[str, str] 
             raise Where(src, ("environments", name, "requires"), inherited=("defaults", "requires")).error(
                 f"requires.environment names {why}", "environment")
     cloudwatch, webhook = _build_publish(data.get("publish", {}), src, environ, secrets, environments)
+    # no ${VAR} expansion here: report_url's variables are the CI job's, filled in when the report is written
+    report = ReportSpec.from_table(data.get("report", {}), Where(src, ("report",)))
     return Project(path=src.path, service=service, environments=environments,
-                   secrets=frozenset(secrets), cloudwatch=cloudwatch, webhook=webhook)
+                   secrets=frozenset(secrets), cloudwatch=cloudwatch, webhook=webhook, report=report)
 
 
 def _build_publish(raw: dict[str, Any], src: Source, environ: Mapping[str, str], secrets: set[str],

@@ -254,3 +254,14 @@ create = { title = "x",
 ])
 def test_the_nth_entry_of_an_array_of_tables(path: tuple[str, ...], line: int) -> None:
     assert locate(ARRAY, path) == line
+
+
+def test_the_report_table_is_a_project_section() -> None:
+    text = ('[environments.dev]\nbase_url = "http://127.0.0.1:1"\n\n[report]\n'
+            'report_url = "https://ci.example.test/${CI_JOB_URL}/{path}"\ntimeout_s = 2\n')
+    src = Source(Path("deploygate.toml"), text, tomllib.loads(text))
+    report = parse_project(src, src.data, environ={}).report
+    assert report.report_url == "https://ci.example.test/${CI_JOB_URL}/{path}"  # the CI's variables: at report time
+    assert report.timeout_s == 2.0 and report.version_key == "version"
+    assert "deploygate.toml:5: report.report_url: unknown placeholder {nope}" in str(
+        _error(text.replace("{path}", "{nope}")))
