@@ -10,7 +10,7 @@ import pytest
 
 from pytest_deploygate.config import AwsSpec, Environment, HttpSpec, Project
 from pytest_deploygate.run import FINDING_PROPERTY, GateRun, RunSettings, Target
-from pytest_deploygate.specs import SmokeSpec
+from pytest_deploygate.sections import SmokeSpec
 from pytest_deploygate.thresholds import Policy
 
 

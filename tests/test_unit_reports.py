@@ -21,7 +21,7 @@ from pytest_deploygate.report.model import GateReport
 from pytest_deploygate.report.publish import cloudwatch_data, webhook_payload
 from pytest_deploygate.report.terminal import figure, write_summary
 from pytest_deploygate.run import GateRun, RunSettings, RunStart, Target
-from pytest_deploygate.specs import CloudWatchSpec, SmokeSpec
+from pytest_deploygate.sections import CloudWatchSpec, SmokeSpec
 from pytest_deploygate.thresholds import Policy, Threshold, parse_condition
 
 SECRET = "tok-9f8e7d6c5b4a3921"

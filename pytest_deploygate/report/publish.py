@@ -12,7 +12,7 @@ from .terminal import figure
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Environment
     from ..run import GateRun
-    from ..specs import CloudWatchSpec, WebhookSpec
+    from ..sections import CloudWatchSpec, WebhookSpec
     from .model import GateReport
 
 #: an alarm on ``GateVerdict >= 2`` pages for what blocks promotion: FAIL, and a run that checked nothing;
