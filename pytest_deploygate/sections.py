@@ -367,6 +367,8 @@ class LoadTask(Section):
 class DistributedSpec(Section):
     """Locust master/worker mode: the gate runs the master; workers (anywhere) connect to it."""
 
+    NOUN: ClassVar[str] = "performance.distributed"
+
     expect_workers: int = field(metadata=key(Num(1, 100_000, integer=True)))
     bind_host: str = field(default="127.0.0.1", metadata=key(str))
     bind_port: int = field(default=5557, metadata=key(Num(1, 65535, integer=True)))

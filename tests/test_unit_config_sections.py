@@ -265,3 +265,25 @@ def test_the_report_table_is_a_project_section() -> None:
     assert report.timeout_s == 2.0 and report.version_key == "version"
     assert "deploygate.toml:5: report.report_url: unknown placeholder {nope}" in str(
         _error(text.replace("{path}", "{nope}")))
+
+
+def _all_sections(cls: type[Section] = Section) -> list[type[Section]]:
+    found: list[type[Section]] = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_all_sections(sub)]
+    return found
+
+
+def test_every_section_follows_the_pattern() -> None:
+    """Every Section (sections.py, resources.py, promotion.py, report/metadata.py, ...) is a frozen dataclass,
+    its schema derives without error, and one with a required key names itself in the error."""
+    sections = _all_sections()
+    assert len(sections) >= 20
+    for section in sections:
+        params = getattr(section, "__dataclass_params__", None)
+        assert params is not None and params.frozen, f"{section.__name__} is not a frozen dataclass"
+        assert section.schema(), section
+        required = [f.name for f in dataclasses.fields(section) if f.metadata and  # type: ignore[arg-type]
+                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if required:
+            assert section.NOUN != Section.NOUN, f"{section.__name__} has required keys {required}: give it a NOUN"
