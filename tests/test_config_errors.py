@@ -10,7 +10,7 @@ import pytest
 
 from gatehelpers import Gate
 from pytest_deploygate.config import ConfigError, Source, load_project, parse_project
-from pytest_deploygate.thresholds import FAIL, PASS, WARN, parse_condition, parse_policy
+from pytest_deploygate.thresholds import FAIL, PASS, WARN, Policy, parse_condition, parse_policy
 
 USAGE_ERROR = 4
 
@@ -176,14 +176,20 @@ def test_policy_overrides_and_globs(tmp_path) -> None:  # type: ignore[no-untype
 [environments.prod.metrics]
 "smoke.api.latency_ms" = { fail = "> 100" }
 """
-    import tomllib
+    from pytest_deploygate.schema import tomllib
 
     src = Source(tmp_path / "thresholds.toml", text, tomllib.loads(text))
     staging, prod = parse_policy(src, "staging"), parse_policy(src, "prod")
-    assert staging.lookup("smoke.health.latency_ms").judge(600) == FAIL  # exact beats glob
-    assert staging.lookup("smoke.api.latency_ms").judge(1500) == WARN  # glob
-    assert staging.lookup("smoke.api.latency_ms").judge(150) == PASS
-    assert prod.lookup("smoke.api.latency_ms").judge(150) == FAIL  # prod override
+
+    def judge(policy: Policy, metric: str, value: float) -> str:
+        threshold = policy.lookup(metric)
+        assert threshold is not None, metric
+        return threshold.judge(value)
+
+    assert judge(staging, "smoke.health.latency_ms", 600) == FAIL  # exact beats glob
+    assert judge(staging, "smoke.api.latency_ms", 1500) == WARN  # glob
+    assert judge(staging, "smoke.api.latency_ms", 150) == PASS
+    assert judge(prod, "smoke.api.latency_ms", 150) == FAIL  # prod override
     assert staging.lookup("crud.create_ms") is None
 
 
