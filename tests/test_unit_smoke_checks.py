@@ -6,15 +6,18 @@ GraphQL URL with a query body), tested on the guard itself; JSON values by dotte
 from __future__ import annotations
 
 import json
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+from gatehelpers import serve
 from pytest_deploygate.config import ConfigError, parse_project
 from pytest_deploygate.failures import WriteRefused
+from pytest_deploygate.http import client_for
 from pytest_deploygate.reads import graphql_query_body, writes_in_graphql
 from pytest_deploygate.schema import Source, tomllib
-from pytest_deploygate.suites.test_smoke import json_problems
+from pytest_deploygate.suites.test_smoke import _request, json_problems
 from pytest_deploygate.transport import UNSEEN, WriteGuard
 
 PROD = "http://127.0.0.1:9000"
@@ -129,3 +132,49 @@ def test_json_values_by_key_dotted_path_or_table() -> None:
         "db.status = 'down', expected 'ok'", "items.1.id is missing (expected 'b')", "up = True, expected 1",
         "status = 'ok', expected 'healthy'"]
     assert json_problems([1], {"status": "ok"}) == ["status is missing (expected 'ok')"]
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _Recorder.seen.append((self.command, self.path, dict(self.headers), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_check_sends_its_method_headers_and_body_on_127_0_0_1() -> None:
+    server, url = serve(_Recorder)
+    try:
+        text = f"""
+[environments.staging]
+base_url = "{url}"
+
+[[environments.staging.smoke.health]]
+path = "/health"
+method = "POST"
+body = {{ deep = true }}
+headers = {{ X-Probe = "deploygate-{{env}}" }}
+
+[[environments.staging.smoke.endpoints]]
+path = "/graphql"
+graphql = {{ query = "query Q($s: String) {{ stage }}", variables = {{ s = "{{stage}}" }}, operation_name = "Q" }}
+"""
+        env = parse_project(Source(Path("deploygate.toml"), text, tomllib.loads(text)), tomllib.loads(text),
+                            {}).environment("staging")
+        api = client_for(env)
+        assert _request(api, env.smoke.health[0], env, "health check")().status_code == 200
+        assert _request(api, env.smoke.endpoints[0], env, "GraphQL endpoint")().status_code == 200
+    finally:
+        server.shutdown()
+    (m1, p1, h1, b1), (m2, p2, h2, b2) = _Recorder.seen
+    assert (m1, p1, h1["X-Probe"], json.loads(b1)) == ("POST", "/health", "deploygate-staging", {"deep": True})
+    assert (m2, p2, json.loads(b2)) == ("POST", "/graphql", {"query": "query Q($s: String) { stage }",
+                                                              "variables": {"s": "staging"}, "operationName": "Q"})
+    assert h2["Content-Type"] == "application/json"
