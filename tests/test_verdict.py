@@ -23,8 +23,8 @@ from pytest_deploygate.gate import (
     wilson_interval,
 )
 from pytest_deploygate.gate import TestTally as Tally
-from pytest_deploygate.session import final_status
 from pytest_deploygate.schema import ConfigError
+from pytest_deploygate.session import final_status
 from pytest_deploygate.thresholds import Policy, Threshold, load_policy, parse_condition, worst
 
 RATE = "performance.success_rate"
