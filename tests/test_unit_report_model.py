@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -330,7 +331,7 @@ def test_allure_results_verdict_first_categories_environment_and_attachments(tmp
     assert json.loads(attached["gate report (JSON)"].read_text())["verdict"] == WARN
     assert json.loads(attached["findings (JSON)"].read_text()) == []
     categories = json.loads((allure_dir / "categories.json").read_text())
-    assert [c["name"] for c in categories] == ["gate FAIL", "could not check", "WARN"]
+    assert [c["name"] for c in categories] == ["gate FAIL", "WARN", "could not check"]
     env = (allure_dir / "environment.properties").read_text(encoding="latin-1")
     assert "deploygate.verdict=WARN\n" in env and "commit=abc\n" in env
     assert "ci.job=https://github.com/o/r/actions/runs/42\n" in env
@@ -362,5 +363,42 @@ def test_allure_categories_match_what_each_case_says() -> None:
     assert category("passed", "WARN: x = 1500 ms breaches warn level > 1000 ms; does not block") == "WARN"
     assert category("passed", "INCONCLUSIVE: x = 50.0 % cannot be told against < 95 %") == "could not check"
     assert category("failed", "could not verify https://staging/api: 503") == "could not check"
+    assert category("failed", "pytest_deploygate.failures.RequestFailed: GET /api: 503") == "could not check"
+    assert category("passed", "GATE WARN — blocks promotion: no (1 threshold warned, ...; 1 threshold could not "
+                              "be told, ...)") == "WARN"
     assert category("passed", "PASS: x = 380 ms of 3000 ms, 87 % headroom") is None
     assert INCONCLUSIVE  # the level the "could not check" category is about
+
+
+# --------------------------------------------------------------------------------------------------
+# the [report] table through the model into Markdown (a project carrying it, as config.py builds it)
+
+
+@dataclass(frozen=True)
+class _ReportingProject(Project):
+    report: ReportSpec = field(default_factory=ReportSpec)
+
+
+def test_markdown_says_where_the_run_came_from_and_links_through_report_url(tmp_path: Path, version_api: str) -> None:
+    from pytest_deploygate.report.markdown import render_markdown
+
+    run = _run(tmp_path, [_m(LATENCY, 380.0, samples=3)], OK, base_url=version_api)
+    spec = ReportSpec(report_url="${CI_JOB_URL}/artifacts/file/.deploygate/{path}", version_url="/version")
+    project = _ReportingProject(path=run.project.path, service="shop", environments=run.project.environments,
+                                report=spec)
+    run = GateRun(replace(run.settings, project=project), Target(project), run.results)
+    run.results.artifacts["locust_html"] = "performance/locust staging.html"
+    environ = {"CI_JOB_URL": "https://gitlab.example.test/o/r/-/jobs/7", "CI_COMMIT_SHA": "0123456789abcdef",
+               "GITLAB_CI": "true"}
+    report = _report(run, environ=environ)
+    assert report.metadata["deployed_version"] == "1.4.2"
+    md = render_markdown(report)
+    assert (f"**Run** · commit `0123456789ab` · [GitLab CI job](https://gitlab.example.test/o/r/-/jobs/7) · "
+            f"target {version_api} · deployed version `1.4.2` · started ") in md
+    job = "https://gitlab.example.test/o/r/-/jobs/7/artifacts/file/.deploygate"
+    assert (f"**Artifacts** · [Locust HTML report](<{job}/performance/locust staging.html>) · "
+            f"[gate report (JSON)]({job}/report.json)\n") in md
+    # the same run where the job's variable is not set: links relative to the report directory
+    local = render_markdown(_report(run, environ={}))
+    assert "[Locust HTML report](<performance/locust staging.html>) · [gate report (JSON)](report.json) " \
+           "(paths relative to the report directory)" in local

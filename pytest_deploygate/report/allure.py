@@ -36,16 +36,16 @@ if TYPE_CHECKING:  # pragma: no cover
 CATEGORIES: list[dict[str, Any]] = [
     {"name": "gate FAIL", "matchedStatuses": ["failed"],
      "messageRegex": r"^(FAIL: |GATE [^\n]*blocks promotion: yes)[\s\S]*"},
+    {"name": "WARN", "matchedStatuses": ["passed", "failed"], "messageRegex": r"^(WARN: |GATE WARN)[\s\S]*"},
+    # a threshold the sample cannot settle, and a check that could not verify (5xx, timeout: never a finding)
     {"name": "could not check", "matchedStatuses": ["failed", "broken", "passed", "skipped"],
      "messageRegex": r"^(INCONCLUSIVE: |GATE INCONCLUSIVE)[\s\S]*"
-                     r"|[\s\S]*(could not (check|verify|be told|read))[\s\S]*"},
-    {"name": "WARN", "matchedStatuses": ["passed", "failed"], "messageRegex": r"^(WARN: |GATE WARN)[\s\S]*"},
+                     r"|[\s\S]*(Unverified|RequestFailed|could not (check|verify|read))[\s\S]*"},
 ]
 
-#: attachments by artifact name: (title, MIME type); other artifacts by their file's extension
-_ARTIFACTS = {"locust_html": ("Locust HTML report", "text/html"), "locustfile": ("locustfile", "text/plain"),
-              "locust_json": ("Locust statistics (JSON)", "application/json"),
-              "locust_log": ("Locust log", "text/plain"), "locust_failures": ("Locust failures (CSV)", "text/csv")}
+#: MIME types of the attachments by artifact name; others by their file's extension
+_MIME = {"locust_html": "text/html", "locustfile": "text/plain", "locust_json": "application/json",
+         "locust_log": "text/plain", "locust_failures": "application/json"}
 #: a larger artifact is named in the report, not copied into Allure's results
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 
@@ -165,7 +165,7 @@ def _attachments(report: GateReport, report_dir: Path | None, secrets: frozenset
     from ..redaction import redact
     from .json_report import dumps
     from .markdown import render_markdown
-    from .metadata import resolve
+    from .metadata import ARTIFACT_TITLES, resolve
 
     out = [_attach(dumps(report.to_dict()).encode(), "gate report (JSON)", "application/json", "json"),
            _attach(render_markdown(report).encode(), "gate summary (Markdown)", "text/markdown", "md"),
@@ -180,7 +180,8 @@ def _attachments(report: GateReport, report_dir: Path | None, secrets: frozenset
             data = file.read_bytes()
         except OSError:
             continue
-        title, mime = _ARTIFACTS.get(name, (name, mimetypes.guess_type(file.name)[0] or "application/octet-stream"))
+        title = ARTIFACT_TITLES.get(name, name)
+        mime = _MIME.get(name) or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
         if secrets:
             try:
                 data = redact(data.decode("utf-8"), secrets).encode("utf-8")
@@ -199,10 +200,10 @@ def environment_properties(report: GateReport) -> dict[str, str]:
     """What Allure's Environment widget shows: the gate's verdict, counts, where and when it ran."""
     meta = report.metadata
     props = {
-        "deploygate.environment": report.env_name,
         "deploygate.verdict": report.judged_verdict,
         "deploygate.blocks_promotion": report.promotion(),
         "deploygate.counts": report.counts_line(),
+        "deploygate.environment": report.env_name,
         "deploygate.run_id": report.run_id,
         "commit": meta.get("commit", ""),
         "ci.job": meta.get("ci_job_url", ""),

@@ -8,6 +8,7 @@ version, times) and links to its artifacts."""
 
 from __future__ import annotations
 
+from .metadata import ARTIFACT_TITLES
 from .model import NOTABLE, GateReport, headroom_text
 from .terminal import figure, tests_cell
 
@@ -15,9 +16,6 @@ _ICON = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "⛔", "INTERR
          "INCONCLUSIVE": "❔", "NO CHECKS": "⛔", "RUNNING": "⏳"}
 #: a thresholds table longer than this is folded (closed ``<details>``)
 FOLD_AFTER = 15
-_ARTIFACT_TITLES = {"report": "gate report (JSON)", "locust_html": "Locust HTML report", "locustfile": "locustfile",
-                    "locust_json": "Locust statistics (JSON)", "locust_log": "Locust log",
-                    "locust_failures": "Locust failures (CSV)"}
 
 
 def _cell(text: object) -> str:
@@ -115,7 +113,7 @@ def _run_block(report: GateReport) -> list[str]:
         lines += ["**Run** · " + " · ".join(parts), ""]
     if report.links:
         relative = any("://" not in link for link in report.links.values())
-        items = [f"[{_ARTIFACT_TITLES.get(name, name)}]({_link_target(link)})" for name, link in report.links.items()]
+        items = [f"[{ARTIFACT_TITLES.get(name, name)}]({_link_target(link)})" for name, link in report.links.items()]
         lines += ["**Artifacts** · " + " · ".join(items)
                   + (" (paths relative to the report directory)" if relative else ""), ""]
     return lines

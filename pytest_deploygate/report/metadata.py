@@ -29,6 +29,10 @@ from ..schema import Num, Section, Where, build, key
 if TYPE_CHECKING:  # pragma: no cover
     from ..run import GateRun
 
+#: how reports name the artifacts a run leaves (others by their own name)
+ARTIFACT_TITLES = {"report": "gate report (JSON)", "locust_html": "Locust HTML report", "locustfile": "locustfile",
+                   "locust_json": "Locust statistics (JSON)", "locust_log": "Locust log",
+                   "locust_failures": "Locust failures"}
 _VAR = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 #: the placeholders ``report_url`` may use besides ``${VAR}``s
 URL_FIELDS = ("path", "name")
@@ -189,5 +193,5 @@ def resolve(path: str, base: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
-__all__ = ["ReportSpec", "artifact_links", "ci_job_url", "collect_metadata", "commit_of", "deployed_version",
-           "fill_url", "relative_to", "resolve", "spec_of"]
+__all__ = ["ARTIFACT_TITLES", "ReportSpec", "artifact_links", "ci_job_url", "collect_metadata", "commit_of",
+           "deployed_version", "fill_url", "relative_to", "resolve", "spec_of"]
