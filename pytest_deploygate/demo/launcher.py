@@ -1,7 +1,9 @@
 """Start, provision and stop the reference deployment; its addresses live in a JSON state file.
 
-Per environment: a moto server (own account) holding the DynamoDB tables and the frontend bucket,
-and an API process serving the routed handler. Every process is stopped by its own pid.
+Per environment: a moto server (own account) holding the DynamoDB tables, the frontend bucket and the
+serverless resources, and an API process serving the routed handler; one OSV service for all. Every server
+is forked by one fork server (``forkserver.py``: moto and boto3 imported once, not seven times); every
+process is stopped by its own pid.
 """
 
 from __future__ import annotations
@@ -106,21 +108,6 @@ def _child_environ(env: Mapping[str, str] | None = None) -> dict[str, str]:
     child_env.update(env or {})
     child_env.pop("DEPLOYGATE_DEMO_FAULTS", None)  # a server knows only its own faults
     return child_env
-
-
-def _spawn(module: str, args: list[str], name: str, workdir: Path,
-           env: Mapping[str, str] | None = None) -> _Proc:
-    ready = workdir / f"{name}.ready.json"
-    ready.unlink(missing_ok=True)
-    log = workdir / f"{name}.log"
-    with open(log, "wb") as out:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", module, "--ready-file", str(ready), "--parent-pid", str(os.getpid()),
-             *args],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_child_environ(env),
-            cwd=str(workdir),
-        )
-    return _Proc(name, ready, log, popen=popen)
 
 
 class _ForkServer:
@@ -467,10 +454,11 @@ class Demo:
               workdir: Path) -> Demo:
         """Start every environment of ``stages`` (env name -> stage) and provision it.
 
-        Every server process starts at once (the APIs import their libraries, then wait for their
-        configuration on stdin); the environments are provisioned in parallel, one thread each, with
-        clients of one boto3 session; then the APIs get their configuration, the frontends are
-        published, and each API's health path and first TTL sweep run before the addresses are handed out.
+        The fork server loads moto while this process loads the boto3 models; the moto servers and OSV are
+        forked, the environments provisioned in parallel (a thread each, clients of one boto3 session) and
+        wired; then each API is forked with its environment's configuration (it builds and warms its clients
+        before it says it is ready), the frontends are published, and each API's health path and first TTL
+        sweep run before the addresses are handed out.
         """
         workdir.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + START_TIMEOUT_S
