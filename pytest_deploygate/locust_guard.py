@@ -7,7 +7,7 @@ this file from the master):
   OPTIONS) is refused before it is sent, and counted as a Locust failure that names the rule. Both
   clients (HttpUser's requests session, FastHttpUser's geventhttpclient) are guarded at the request and
   at the transport, so ``client.send(...)``, ``requests.post(...)``, ``urllib`` and geventhttpclient
-  used directly are refused too.
+  used directly are refused too. On a writable environment nothing is patched (no cost per request).
 - When the gate process dies (even by SIGKILL), Locust and its local workers die within a second:
   Linux's parent-death signal, and a watchdog thread for what it cannot see.
 
@@ -86,6 +86,19 @@ def _guard_request(cls: Any) -> None:
         return original(self, method, url, *args, **kwargs)
 
     cls.request = request
+
+
+_installed: list[bool] = []
+
+
+def guard_if_read_only(**_: Any) -> None:
+    """Install the write guard once the environment is known to be read-only; never for a writable one, whose
+    load then pays nothing per request. At import (the gate's variable: Locust's own process and the
+    ``--processes`` workers it forks) and again at test start, before any user runs (a distributed worker
+    gets the rule with the master's options, only then)."""
+    if not _installed and _reason():
+        _installed.append(True)
+        _install_write_guard()
 
 
 def _install_write_guard() -> None:
@@ -237,7 +250,8 @@ def _on_init(environment: Any, **_: Any) -> None:
     arm_watchdog()
 
 
-_install_write_guard()
+events.test_start.add_listener(guard_if_read_only)
+guard_if_read_only()
 _GATE_PID = _gate_pid()
 _GATE_START = ""
 if _GATE_PID is not None:

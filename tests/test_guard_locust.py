@@ -241,3 +241,28 @@ def test_the_gate_and_the_guard_in_locust_agree_on_their_variables() -> None:
     reads = ", ".join(f'"{m}"' for m in ("GET", "HEAD", "OPTIONS"))
     assert READ_METHODS == {"GET", "HEAD", "OPTIONS"} and f"READ_METHODS = frozenset({{{reads}}})" in source
     assert "pytest_deploygate.locust_guard" not in sys.modules
+
+
+GUARDED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import deploygate_guard  # what Locust loads first (-f deploygate_guard.py,locustfile.py)
+from locust.clients import HttpSession
+from locust.contrib.fasthttp import FastHttpSession
+print(hasattr(HttpSession.request, "__wrapped__"), hasattr(FastHttpSession.request, "__wrapped__"))
+"""
+
+
+@pytest.mark.parametrize(("rule", "patched"), [("", "False False"), ("environment prod is protected", "True True")])
+def test_the_guard_patches_the_clients_only_for_a_read_only_environment(tmp_path: Path, rule: str,
+                                                                         patched: str) -> None:
+    """A writable environment's load pays nothing per request: Locust's clients are left as they are
+    (a distributed worker installs the guard at test start, when the master's options bring the rule)."""
+    from pytest_deploygate.load import GUARD, READ_ONLY_VAR
+
+    (tmp_path / "deploygate_guard.py").write_text(GUARD.read_text())
+    env = {k: v for k, v in os.environ.items() if k not in (READ_ONLY_VAR, "DEPLOYGATE_GATE_PID")}
+    out = subprocess.run([sys.executable, "-c", GUARDED, str(tmp_path)], env={**env, READ_ONLY_VAR: rule},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == patched, out.stdout
