@@ -324,7 +324,9 @@ def test_the_webhook_text_names_what_failed_and_carries_no_secret(tmp_path: Path
     payload = webhook_payload(_model(run), run.environment, f"https://ci.example.test/{SECRET}/report.json",
                               run.secrets)
     text = payload["text"]
-    assert text.startswith(f"*Deploy gate FAIL* for `staging` (shop), run {run.run_id}; blocks promotion")
+    assert text.startswith(f"*Deploy gate FAIL* for `staging` (shop), run {run.run_id}; blocks promotion: yes "
+                           "(1 check failed; 1 threshold failed; 1 threshold warned)\n"
+                           "checks: 3 passed, 1 failed, 1 skipped · thresholds: 1 passed, 1 warned, 1 failed\n")
     assert "Categories: smoke: WARN, crud: FAIL" in text
     assert "Failed checks: test_create_read_update_delete" in text
     # the figures read as in the terminal and the Markdown (one wording)

@@ -67,8 +67,10 @@ def webhook_payload(report: GateReport, env: Environment, report_url: str,
     breaches = [figure(m) for m in report.metrics if m.verdict in (FAIL, WARN)][:5]
     failed = [nodeid.rsplit("::", 1)[-1] for nodeid, _ in report.failed_tests()][:5]
     state = f"INTERRUPTED (partial {verdict})" if report.interrupted else verdict
-    lines = [f"*Deploy gate {state}* for `{env.name}` ({env.service or env.stage}), run {report.run_id}"
-             + ("; blocks promotion" if report.blocks_promotion else "")]
+    lines = [f"*Deploy gate {state}* for `{env.name}` ({env.service or env.stage}), run {report.run_id}; "
+             + report.promotion()]
+    if report.judged:
+        lines.append(report.counts_line())
     if failing:
         lines.append("Categories: " + ", ".join(failing))
     if failed:
@@ -76,6 +78,8 @@ def webhook_payload(report: GateReport, env: Environment, report_url: str,
     if breaches:
         lines.append("Breaches: " + "; ".join(breaches))
     lines.append(f"Report: {report_url}")
+    if report.metadata.get("ci_job_url"):
+        lines.append(f"CI job: {report.metadata['ci_job_url']}")
     text = redact("\n".join(lines), secrets)
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
