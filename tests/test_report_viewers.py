@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +225,7 @@ def _allure_pages(page: Any, url: str, tmp: Path, verdict: str, blocks: str) -> 
     _shot(page, tmp, f"allure-{verdict.lower()}.png")
     name = f"verdict: GATE {verdict} (blocks promotion: {blocks})"
     path = ("deploygate gate: staging", "verdict", name)  # the tree: parent suite, suite, case
-    for step, inner in zip(path, path[1:]):
+    for step, inner in pairwise(path):
         page.wait_for_timeout(300)
         if not page.get_by_text(inner, exact=True).count():  # a group with a failure opens by itself
             page.get_by_text(step, exact=True).first.click()
