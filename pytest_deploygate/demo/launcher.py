@@ -92,15 +92,21 @@ class _Proc:
         return self.forks.pid_of(self.name) if self.forks is not None else None
 
     def failed(self) -> str | None:
-        """Why it will never be ready (it exited, or was never forked), or None while it still may be."""
+        """Why it will never be ready (it exited, or was never forked: with the log to read), or None while
+        it still may be."""
         if self.popen is not None:
             code = self.popen.poll()
-            return None if code is None else f"exited with {code}"
+            return None if code is None else f"exited with {code} before it was ready" + _log_tail(self.log)
         assert self.forks is not None
         pid = self.forks.pid_of(self.name)
         if pid is None:
             return self.forks.failed()
-        return None if pid_alive(pid) else "exited"
+        return None if pid_alive(pid) else "exited before it was ready" + _log_tail(self.log)
+
+
+def _log_tail(log: Path) -> str:
+    tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+    return f"; log {log}" + (f":\n{tail}" if tail else "")
 
 
 def _child_environ(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -151,12 +157,11 @@ class _ForkServer:
     def failed(self) -> str | None:
         with self._lock:
             for name, error in self._errors.items():
-                return f"not started by the fork server ({name}: {error})"
+                return f"was not started by the fork server ({name}: {error})"
         code = self.popen.poll()
         if code is None:
             return None
-        tail = self.log.read_text(errors="replace")[-800:] if self.log.exists() else ""
-        return f"not started: the fork server exited with {code}; log {self.log}:\n{tail}"
+        return f"was not started: the fork server exited with {code}" + _log_tail(self.log)
 
     def spawn(self, module: str, args: list[str], name: str, env: Mapping[str, str] | None = None) -> _Proc:
         ready = self.workdir / f"{name}.ready.json"
@@ -188,8 +193,7 @@ def _wait_ready(procs: list[_Proc], deadline: float) -> dict[str, dict[str, Any]
             if p.ready_file.exists():
                 ready[p.name] = json.loads(p.ready_file.read_text())
             elif (why := p.failed()) is not None:
-                tail = p.log.read_text(errors="replace")[-800:] if p.log.exists() else ""
-                raise DemoError(f"reference deployment: {p.name} {why} before it was ready; log {p.log}:\n{tail}")
+                raise DemoError(f"reference deployment: {p.name} {why}")
         if len(ready) < len(procs):
             if time.monotonic() > deadline:
                 late = [p.name for p in procs if p.name not in ready]
