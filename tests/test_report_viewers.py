@@ -111,7 +111,7 @@ padding:.2em .4em;border-radius:6px;font-size:85%}h2{border-bottom:1px solid #d1
 summary{cursor:pointer;font-weight:600}a{color:#0969da}"""
 
 
-def _check_markdown(gate: Gate, verdict: str, blocks: str) -> str:
+def _check_markdown(gate: Gate, verdict: str, blocks: str, url_prefix: str = "") -> str:
     summary = (gate.path / "out" / "summary.md").read_text()
     html = _markdown_html(summary)
     heading = html.split("</h2>", 1)[0]
@@ -123,7 +123,8 @@ def _check_markdown(gate: Gate, verdict: str, blocks: str) -> str:
     report_dir = gate.path / ".deploygate"
     report = json.loads((report_dir / "report.json").read_text())
     for name, link in report["links"].items():
-        assert (report_dir / link).is_file(), (name, link)
+        assert link.startswith(url_prefix) and (report_dir / link.removeprefix(url_prefix)).is_file(), (name, link)
+        assert f'href="{link}"' in html.replace("%20", " ")
     assert "checks: " in html and " · thresholds: " in html
     return f"<!doctype html><meta charset=utf-8><style>{GITHUB_CSS}</style>{html}"
 
@@ -329,12 +330,33 @@ def test_a_warn_run_in_every_viewer(gate_project: Gate, tmp_path: Path) -> None:
         _shot(page, tmp_path, "xunit-viewer-warn.png")
 
 
+JOB = "https://ci.example.test/o/r/-/jobs/7"
+REPORT_TABLE = """
+[report]
+report_url = "${CI_JOB_URL}/artifacts/file/.deploygate/{path}"
+# the reference API has no version endpoint: its health answer's "stage" stands in for one
+version_url = "/health"
+version_key = "stage"
+"""
+
+
 def test_a_failing_run_in_every_viewer(gate_project: Gate, tmp_path: Path) -> None:
     _warn_policy(gate_project)
+    config = gate_project.path / "deploygate.toml"
+    config.write_text(config.read_text() + REPORT_TABLE)
+    for var in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_SHA", "GITHUB_ACTIONS"):
+        gate_project.monkeypatch.delenv(var, raising=False)
+    gate_project.monkeypatch.setenv("CI_JOB_URL", JOB)
+    gate_project.monkeypatch.setenv("CI_COMMIT_SHA", "0123456789abcdef0123")
     res = _run(gate_project, faults="staging:frontend-broken")
     assert res.ret == 1, res.output
     assert res.report is not None and res.report["verdict"] == "FAIL" and res.report["blocks_promotion"] is True
+    meta = res.report["metadata"]
+    assert (meta["commit"], meta["ci_job_url"], meta["deployed_version"]) == ("0123456789abcdef0123", JOB, "staging")
     cases = _check_junit(gate_project, "FAIL", "yes")
+    props = _props(cases["verdict [GATE FAIL, blocks promotion: yes]"])
+    assert props["deployed_version"] == "staging" and props["ci_job_url"] == JOB
+    assert props["artifact:locust_html"].startswith(f"{JOB}/artifacts/file/.deploygate/")
     failure = cases["verdict [GATE FAIL, blocks promotion: yes]"].find("failure")
     assert failure is not None and (failure.get("message") or "").startswith(
         "GATE FAIL — blocks promotion: yes (1 check failed; 1 threshold failed")
@@ -344,10 +366,16 @@ def test_a_failing_run_in_every_viewer(gate_project: Gate, tmp_path: Path) -> No
     gate_names = [c.get("name") or "" for c in ET.parse(gate_project.path / "junit.xml").getroot().iter("testcase")
                   if c.get("classname") == "deploygate.gate"]
     assert gate_names[0].startswith("verdict [") and gate_names[1] == breach and "[WARN " in gate_names[2]
-    page_html = _check_markdown(gate_project, "FAIL", "yes")
+    page_html = _check_markdown(gate_project, "FAIL", "yes", url_prefix=f"{JOB}/artifacts/file/.deploygate/")
+    assert f"[CI job]({JOB})" in (gate_project.path / "out" / "summary.md").read_text()
+    assert "deployed version `staging`" in (gate_project.path / "out" / "summary.md").read_text()
     out = _allure_generate(gate_project.path / "allure-results", tmp_path / "allure-report")
     allure = _check_allure(out, "FAIL", "yes", "failed")
     assert {"gate FAIL", "WARN"} <= allure["categories"]
+    assert (allure["env"]["deployed.version"], allure["env"]["ci.job"], allure["env"]["commit"]) == (
+        "staging", JOB, "0123456789abcdef0123")
+    executor = json.loads((gate_project.path / "allure-results" / "executor.json").read_text())
+    assert executor["buildUrl"] == JOB
     (tmp_path / "summary.html").write_text(page_html)
     with _browser() as page, _served(tmp_path) as url:
         page.goto(f"{url}/summary.html")
