@@ -221,7 +221,9 @@ def _allure_pages(page: Any, url: str, tmp: Path, verdict: str, blocks: str) -> 
     message says whether it blocks promotion; its attachments are listed)."""
     page.goto(url)
     page.wait_for_selector("text=deploygate.verdict", timeout=30_000)
-    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(1000)  # it scrolls to the first test once its tree is in: back to the top
+    page.evaluate("() => { for (const e of document.querySelectorAll('*')) { if (e.scrollTop) e.scrollTop = 0; } }")
+    page.wait_for_timeout(300)
     assert f"GATE {verdict} (blocks promotion: {blocks})" in page.inner_text("body")  # the report's name
     _shot(page, tmp, f"allure-{verdict.lower()}.png")
     name = f"verdict: GATE {verdict} (blocks promotion: {blocks})"
