@@ -187,13 +187,15 @@ class TestTally:
     failures: list[dict[str, str]] = field(default_factory=list)
 
 
+def format_number(value: float, unit: str = "") -> str:
+    """A figure's number as every report shows it: at most one decimal for ms, s and %, otherwise up to 6
+    significant digits (``98.0``, ``412.3``, ``3``)."""
+    return f"{value:.1f}" if unit in ("ms", "%", "s") and value != int(value) else f"{value:g}"
+
+
 def format_value(value: float, unit: str = "") -> str:
-    """A figure as every report shows it: ``98.0 %``, ``412.3 ms``, ``3 findings``-style counts as integers;
-    at most one decimal for ms and %, otherwise up to 6 significant digits."""
-    if unit in ("ms", "%", "s") and value != int(value):
-        text = f"{value:.1f}"
-    else:
-        text = f"{value:g}"
+    """A figure with its unit: ``98.0 %``, ``412.3 ms``, ``3``."""
+    text = format_number(value, unit)
     return f"{text} {unit}" if unit else text
 
 
@@ -236,7 +238,7 @@ class MetricResult:
         if self.samples is not None:
             parts.append(f"n = {self.samples}")
         if self.values and len(self.values) > 1:
-            parts.append("samples " + ", ".join(f"{v:g}" for v in self.values))
+            parts.append("samples " + ", ".join(format_number(v, self.unit) for v in self.values))
         if self.interval is not None:
             parts.append(f"95 % interval {self.interval[0]:.1f} to {self.interval[1]:.1f} %")
         if self.verdict == INCONCLUSIVE:
@@ -344,6 +346,7 @@ __all__ = [
     "TestTally",
     "Verdict",
     "category_of",
+    "format_number",
     "format_value",
     "judge",
     "judge_value",
