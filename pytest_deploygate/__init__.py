@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-try:
-    from importlib.metadata import version as _version
+from typing import TYPE_CHECKING, Any
 
-    __version__ = _version("pytest-deploygate")
-except Exception:  # pragma: no cover - running from a source tree that is not installed
-    __version__ = "0.0.0"
 
-from typing import TYPE_CHECKING
+def __getattr__(name: str) -> Any:
+    # the version is read from the installed metadata when first asked for, not at every pytest start (~2.5 ms)
+    if name == "__version__":
+        try:
+            from importlib.metadata import version
+
+            value = version("pytest-deploygate")
+        except Exception:  # pragma: no cover - running from a source tree that is not installed
+            value = "0.0.0"
+        globals()["__version__"] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 if TYPE_CHECKING:  # pragma: no cover
     import pytest
 
     from .config import Environment
+
+    __version__: str
 
 
 def current_environment(config: pytest.Config) -> Environment | None:

@@ -77,6 +77,10 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
+    from .run import env_name_from
+
+    if not env_name_from(config.getoption("deploygate_env"), config.getini("deploygate_env"))[0]:
+        return  # installed but inactive: the session module is not even loaded
     from .session import ExitStatusWatch, is_worker, start_session
 
     session = start_session(config)

@@ -41,6 +41,7 @@ def test_inactive_plugin_imports_nothing_heavy(tmp_path: Path) -> None:
     modules = set((tmp_path / "modules.txt").read_text().split())
     assert "pytest_deploygate.plugin" in modules and "pytest_deploygate.fixtures" in modules
     assert sorted(m for m in HEAVY if m in modules) == []
+    assert "pytest_deploygate.session" not in modules  # inactive: the gate session's module is not loaded
 
 
 def test_fixtures_are_documented_without_env(tmp_path: Path) -> None:
