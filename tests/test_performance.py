@@ -265,7 +265,7 @@ def test_distributed_master_with_two_workers_on_loopback(gate_project: Gate) -> 
         port = s.getsockname()[1]
     shorten(gate_project, duration=5, extra=f"distributed = {{ expect_workers = 2, bind_port = {port} }}")
     gate = gate_project.start("--env", "staging", "-m", "gate and performance")
-    workers = []
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         def master_up() -> bool:
             with socket.socket() as probe:
@@ -288,9 +288,11 @@ def test_distributed_master_with_two_workers_on_loopback(gate_project: Gate) -> 
         for w in workers:
             w.wait(timeout=30)  # workers stop when the master quits
     finally:
-        for p in [gate, *workers]:
-            if p.poll() is None:
-                p.kill()
+        if gate.poll() is None:
+            gate.kill()
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
     report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
     count = next(m for m in report["metrics"] if m["name"] == "performance.requests_count")
     assert count["value"] >= 20
