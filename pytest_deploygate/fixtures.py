@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gate import Metric
     from .http import GateHTTP
     from .records import Collection, Datastore, Identity, Ledger
-    from .specs import CollectionSpec
+    from .sections import CollectionSpec
 
 
 def _run(request: pytest.FixtureRequest) -> GateRun:
@@ -148,7 +148,7 @@ class Records:
         """CRUD access to ``spec`` (a ``crud.collections`` entry or its name; default the first) in
         ``env`` (default the selected environment); what it creates is tracked by the ledger."""
         from .records import Collection
-        from .specs import CollectionSpec
+        from .sections import CollectionSpec
 
         env = env or self.run.environment
         if not isinstance(spec, CollectionSpec):

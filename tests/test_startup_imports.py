@@ -13,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 HEAVY = ("requests", "urllib3", "boto3", "botocore", "locust", "pytest_deploygate.config",
-         "pytest_deploygate.specs", "pytest_deploygate.sections", "pytest_deploygate.schema",
+         "pytest_deploygate.sections", "pytest_deploygate.schema",
          "pytest_deploygate.thresholds", "pytest_deploygate.gate",
          "pytest_deploygate.redaction", "pytest_deploygate.http", "pytest_deploygate.transport",
          "pytest_deploygate.aws", "pytest_deploygate.records", "pytest_deploygate.guard")
