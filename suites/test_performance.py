@@ -67,10 +67,10 @@ def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  #
     if not spec.tasks and not spec.locustfile:
         pytest.skip(f"environment {deploy_env.name} declares no performance tasks")
     if deploy_env.load_refused(deploygate_run.allow_load):
-        result = probe(api, spec.tasks, spec.probe_requests)
-        gate.record("performance.requests_count", result.requests, mode="probe")
-        _record(gate, result, samples=result.requests, mode="probe")
-        gate.note(f"{deploy_env.name} is protected: {result.requests} sequential probe requests "
+        probed = probe(api, spec.tasks, spec.probe_requests)
+        gate.record("performance.requests_count", probed.requests, mode="probe")
+        _record(gate, probed, samples=probed.requests, mode="probe")
+        gate.note(f"{deploy_env.name} is protected: {probed.requests} sequential probe requests "
                   "instead of load (pass --allow-load to run the load test)")
         return
     if deploy_env.read_only(deploygate_run.allow_writes) and any(t.writes for t in spec.tasks):

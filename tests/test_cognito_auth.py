@@ -113,6 +113,7 @@ def test_no_token_or_an_own_token_refused_is_could_not_check(gate_project: Gate,
                                  "refused the sign-in"), reason
         assert "NotAuthorizedException" in reason
     assert res.metric("isolation.unverified_count", check="foreign-token", peer="dev")["value"] == 1
+    assert res.report is not None
     assert not [m for m in res.report["metrics"] if m["name"] == "isolation.foreign_token_accepted_count"]
     assert "not-the-probe-users-password-42" not in Path(gate_project.path / ".deploygate/report.json").read_text()
     assert "not-the-probe-users-password-42" not in res.output

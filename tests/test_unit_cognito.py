@@ -173,6 +173,7 @@ def test_client_for_sends_the_pools_token_unless_a_value_is_set(tmp_path: Path) 
     assert client.headers["X-Auth"] == f"JWT {value}"
     assert value in client.secrets  # redacted from whatever the client says
     assert "X-Auth" not in client_for(env).headers  # no token source: no header
+    assert env.auth is not None
     with_value = replace(env, auth=replace(env.auth, value="Bearer launched-token"))
     assert client_for(with_value, tokens=_Tokens(token)).headers["X-Auth"] == "Bearer launched-token"
     assert value not in repr(token) and token_claims(value)["iss"].endswith("/us-east-1_abc")
