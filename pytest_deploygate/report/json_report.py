@@ -18,7 +18,8 @@ def write_report(report: GateReport, path: Path, secrets: Iterable[str], markdow
     """Write ``report`` as JSON to ``path`` atomically (and as Markdown to ``markdown``), every secret value
     redacted."""
     secrets = list(secrets)
-    _write(path, redact(dumps(report.to_dict()), secrets) + "\n")
+    text = report.json_text if report.json_text is not None else redact(dumps(report.to_dict()), secrets)
+    _write(path, text + "\n")
     if markdown is not None:
         from .markdown import render_markdown
 

@@ -73,6 +73,9 @@ class GateReport:
     findings: tuple[Mapping[str, str], ...] = ()
     #: whether this report is a judged one (a verdict over checks), as opposed to a status
     judged: bool = False
+    #: this report's JSON text, secrets masked, when :meth:`redacted` already built it (the report file is
+    #: then written without serialising and redacting it a second time); never copied by ``replace``
+    json_text: str | None = field(default=None, init=False, repr=False, compare=False)
     #: where and what was gated: commit, CI job link, target URL, deployed version (see :mod:`.metadata`)
     metadata: Mapping[str, str] = field(default_factory=dict)
     #: artifact name -> its link: relative to the report directory, or through ``[report] report_url``
@@ -143,19 +146,21 @@ class GateReport:
 
     def redacted(self, secrets: frozenset[str]) -> GateReport:
         """This report with every secret value masked (a metric label, a note or a failure reason may carry
-        one): every renderer then reads a clean model."""
+        one): every renderer then reads a clean model. Its JSON text, masked, is kept for the report file."""
         if not secrets:
             return self
-        import json
-
         from ..redaction import redact, redact_value
+        from .json_report import dumps
 
         data = self.to_dict()
-        text = json.dumps(data)
-        if redact(text, secrets) == text:
-            return self
-        return replace(GateReport.from_dict(redact_value(data, secrets)), started_at=self.started_at,
-                       finished_at=self.finished_at)
+        text = dumps(data)
+        masked = redact(text, secrets)
+        clean = self
+        if masked != text:
+            clean = replace(GateReport.from_dict(redact_value(data, secrets)), started_at=self.started_at,
+                            finished_at=self.finished_at)
+        object.__setattr__(clean, "json_text", masked)
+        return clean
 
     # ----------------------------------------------------------------------------------------------
     # views the renderers share
