@@ -165,6 +165,12 @@ def findings(report: dict) -> dict[str, str]:  # type: ignore[type-arg]
     return out
 
 
+def keep(folder: Path | None, name: str, report: dict) -> None:  # type: ignore[type-arg]
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(json.dumps(report, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--healthy", type=int, default=20)
@@ -172,6 +178,8 @@ def main() -> None:
     parser.add_argument("--busy", action="store_true", help="keep every core busy during the runs")
     parser.add_argument("--healthy-only", action="store_true", help="skip the fault matrix")
     parser.add_argument("--faults", default="", help="comma-separated faults to run (default: all)")
+    parser.add_argument("--keep-reports", type=Path, metavar="DIR",
+                        help="keep each run's report.json there (FAULT.json, healthy-N-ENV.json)")
     args = parser.parse_args()
     chosen = set(filter(None, args.faults.split(",")))
     unknown = chosen - {case[0] for case in CASES}
@@ -187,6 +195,7 @@ def main() -> None:
         caught_count = wrong = 0
         for fault, env, check, level in ([] if args.healthy_only else cases):
             report, wall = gate(work, env, f"{env}:{fault}")
+            keep(args.keep_reports, f"{fault}.json", report)
             found = findings(report)
             hits = [k for k, v in found.items() if check in k and v == level]
             caught = bool(hits) and report["verdict"] == level
@@ -200,6 +209,7 @@ def main() -> None:
         for i in range(args.healthy):
             env = ("staging", "dev", "prod")[i % 3]
             report, wall = gate(work, env, "")
+            keep(args.keep_reports, f"healthy-{i + 1}-{env}.json", report)
             if report["verdict"] != "PASS":
                 alarms.append(f"run {i + 1} ({env}): {report['verdict']}: {findings(report)}")
         if not args.healthy_only:
