@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_deploygate.http import CheckFailure, WriteRefused
 from pytest_deploygate.load import LoadResult, LocustRun, Progress, probe
+
+if TYPE_CHECKING:
+    from pytest_deploygate.config import Environment
+    from pytest_deploygate.run import GateRun
 
 pytestmark = [pytest.mark.gate, pytest.mark.performance, pytest.mark.xdist_group("deploygate-load")]
 
@@ -61,6 +66,18 @@ def _live_line(config, duration_s: float):  # type: ignore[no-untyped-def]
     return show, done
 
 
+def _load_auth(env: Environment, run: GateRun) -> str | None:
+    """The auth header value the load sends: ``auth.value``, else a token of the environment's
+    ``auth.cognito`` user pool (as every gate client sends it; none to be had is could not check)."""
+    if env.auth is None:
+        return None
+    if env.auth.value:
+        return env.auth.value
+    if env.auth.cognito is not None:
+        return str(run.target.tokens.get(env).header_value(env.auth.scheme))
+    return None
+
+
 def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  # type: ignore[no-untyped-def]
     """The environment holds its load: success rate, average and percentile latency within the policy."""
     spec = deploy_env.performance
@@ -81,8 +98,7 @@ def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  #
         raise CheckFailure(f"performance: locustfile {spec.locustfile} not found (performance.locustfile, "
                            f"relative to {Path.cwd()})")
     workdir = deploygate_run.settings.report_path.parent / "performance"
-    runner = LocustRun(deploy_env, spec, workdir,
-                       auth_value=deploy_env.auth.value if deploy_env.auth and deploy_env.auth.value else None,
+    runner = LocustRun(deploy_env, spec, workdir, auth_value=_load_auth(deploy_env, deploygate_run),
                        allow_writes=deploygate_run.allow_writes)
     request.addfinalizer(runner.stop)  # an interrupted run never leaves Locust behind
     show, done = _live_line(request.config, spec.duration_s)

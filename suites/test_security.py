@@ -215,10 +215,10 @@ def test_protected_endpoint_accepts_the_credential(deploy_env, http_client, gate
     """The environment's configured auth gets a 2xx from each protected endpoint: one that refuses
     everyone is broken, not secure."""
     path, method = protected_endpoint
-    if not (deploy_env.auth and deploy_env.auth.value):
+    if not (deploy_env.auth and (deploy_env.auth.value or deploy_env.auth.cognito)):
         pytest.skip(f"environment {deploy_env.name} configures no auth: the protected endpoint cannot be "
                     f"called with a real credential (set [environments.{deploy_env.name}.auth] value = "
-                    '"${VAR}")')
+                    '"${VAR}", or auth.cognito)')
     if method not in READ_METHODS:
         pytest.skip(f"{method} {path} changes data: the gate does not call it with a real credential")
     client = http_client()

@@ -144,6 +144,9 @@ def test_a_deployment_named_by_its_ids_signs_in_and_every_request_carries_the_to
                  f'client_id = "{info["user_pool_client_id"]}"\nusername = "{info["cognito_username"]}"\n'
                  f'password = "${{{name.upper()}_COGNITO_PASSWORD}}"\ntoken = "access"\n'
                  f'[environments.{name}.isolation]\nprotected_endpoints = ["/api/me"]\n')
+    # the load sends the token too: every request of it goes to the route that takes only a pool token
+    text += ('\n[environments.staging.performance]\nusers = 2\nspawn_rate = 2\nduration_s = 2\nwarmup_s = 0\n'
+             'tasks = [{ path = "/api/me", status = 200 }]\n')
     (gate_project.path / "deploygate.toml").write_text(text)
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         gate_project.monkeypatch.setenv(var, "testing")
@@ -153,9 +156,12 @@ def test_cognito_me(api):
     assert answer.status_code == 200, answer.text
     assert answer.json()["token_use"] == "access" and answer.json()["stage"] == "staging"
 ''')
-    res = gate_project.run("--env", "staging", "-k", f"cognito_me or {CHECK}", "-rA", "--junitxml", "junit.xml")
+    res = gate_project.run("--env", "staging", "-k", f"cognito_me or {CHECK} or test_performance", "-rA",
+                           "--junitxml", "junit.xml")
     assert res.ret == 0, res.output
     assert "PASSED test_me.py::test_cognito_me" in res.stdout
+    assert res.metric("performance.success_rate")["value"] == 100  # every load request carried the token
+    assert res.metric("performance.requests_count")["value"] > 0
     metric = res.metric("isolation.foreign_token_accepted_count", env="staging", peer="dev", endpoint="/api/me")
     assert (metric["value"], metric["verdict"]) == (0, "PASS")
     assert_no_credentials(gate_project, running_demo, res.output)
