@@ -313,6 +313,8 @@ NOTE_PROPERTY = "deploygate_note"
 FINDING_PROPERTY = "deploygate_finding"
 #: node id prefix of the test cases the gate adds for its judged thresholds (JUnit, Allure, xdist)
 THRESHOLD_PREFIX = "deploygate::gate::"
+#: node id of the gate's verdict case (failed exactly when the run blocks promotion)
+VERDICT_NODEID = f"{THRESHOLD_PREFIX}verdict"
 
 
 def get_run(config: pytest.Config) -> GateRun | None:
@@ -344,6 +346,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ARTIFACT_PROPERTY", "FINDING_PROPERTY", "METRICS_ATTR", "METRICS_KEY", "NOTE_PROPERTY", "THRESHOLD_PREFIX",
+    "VERDICT_NODEID",
     "ConfigError", "GateRun", "Results", "RunSettings", "RunStart", "Target", "env_name_from", "get_run",
     "new_run_id",
 ]

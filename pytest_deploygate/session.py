@@ -24,6 +24,7 @@ from .run import (
     METRICS_ATTR,
     METRICS_KEY,
     THRESHOLD_PREFIX,
+    VERDICT_NODEID,
     GateRun,
     RunSettings,
     RunStart,
@@ -361,9 +362,12 @@ class GateSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
-        # Threshold test cases exist for JUnit & co.; in the terminal the verdict table shows them,
-        # so they add no progress dots and only a breach is counted (as failed).
+        # Threshold and verdict cases exist for JUnit & co.; in the terminal the verdict table shows them, so
+        # they add no progress dots, a breached threshold counts as failed, the verdict case not at all (the
+        # exit status and the gate's summary say the verdict: it is not one more failed test).
         if report.nodeid.startswith(THRESHOLD_PREFIX):
+            if report.nodeid.startswith(VERDICT_NODEID):
+                return ("", "", "")
             return ("failed" if report.failed else "", "", "")
         return None
 

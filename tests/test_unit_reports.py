@@ -276,7 +276,7 @@ def test_the_terminal_table_of_a_failing_run(tmp_path: Path) -> None:
     assert "  FAIL crud.create_ms 6200 ms (fail level > 5000 ms)" in lines
     assert lines[-4:] == [
         "checks: 3 passed, 1 failed, 1 skipped · thresholds: 1 passed, 1 warned, 1 failed",
-        "  (pytest's own count above includes the gate's cases: 1 threshold case failed and the verdict case failed)",
+        "  (pytest's own count below includes the gate's 1 failed threshold case)",
         f"GATE FAIL  environment staging; report {run.settings.report_path}",
         "blocks promotion: yes (1 check failed; 1 threshold failed; 1 threshold warned)"]
     assert ("FAIL", {"red": True, "bold": True}) in [(t.strip(), m) for t, m in tr.marked]

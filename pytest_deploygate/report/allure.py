@@ -99,7 +99,7 @@ def _verdict_case(report: GateReport, stamp: int, attachments: list[Any]) -> Any
     links = [Link(type="link", url=meta["ci_job_url"], name="CI job")] if meta.get("ci_job_url") else []
     tags = [f"verdict:{level}", f"blocks promotion: {report.blocks_word}"] + ([level] if level != PASS else [])
     return TestResult(
-        uuid=uuid4(), name=f"verdict: GATE {level} (blocks promotion: {report.blocks_word})",
+        uuid=uuid4(), name=f"verdict: GATE {report.headline} (blocks promotion: {report.blocks_word})",
         fullName=f"{THRESHOLD_PREFIX}verdict", historyId=md5("deploygate", report.env_name, "verdict"),
         testCaseId=md5("deploygate", "verdict"),
         status=Status.FAILED if report.blocks_promotion else Status.PASSED,
@@ -200,7 +200,7 @@ def environment_properties(report: GateReport) -> dict[str, str]:
     """What Allure's Environment widget shows: the gate's verdict, counts, where and when it ran."""
     meta = report.metadata
     props = {
-        "deploygate.verdict": report.judged_verdict,
+        "deploygate.verdict": report.headline,
         "deploygate.blocks_promotion": report.promotion(),
         "deploygate.counts": report.counts_line(),
         "deploygate.environment": report.env_name,
@@ -234,7 +234,7 @@ def executor(report: GateReport) -> dict[str, Any]:
     kind = {"GitHub Actions": "github", "GitLab CI": "gitlab", "Jenkins": "jenkins"}.get(meta.get("ci", ""), "local")
     data: dict[str, Any] = {"name": meta.get("ci") or "pytest-deploygate", "type": kind,
                             "buildName": report.run_id,
-                            "reportName": f"deploygate: {report.env_name} — GATE {report.judged_verdict} "
+                            "reportName": f"deploygate: {report.env_name} — GATE {report.headline} "
                                           f"(blocks promotion: {report.blocks_word})"}
     if meta.get("ci_job_url"):
         data["url"] = data["buildUrl"] = meta["ci_job_url"]

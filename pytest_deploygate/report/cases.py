@@ -17,10 +17,8 @@ from typing import Any
 import pytest
 
 from ..gate import FAIL, INCONCLUSIVE, PASS, WARN, MetricResult, format_value
-from ..run import THRESHOLD_PREFIX
+from ..run import THRESHOLD_PREFIX, VERDICT_NODEID
 from .model import GateReport, headroom, headroom_text
-
-VERDICT_NODEID = f"{THRESHOLD_PREFIX}verdict"
 
 
 def log_threshold_cases(config: pytest.Config, report: GateReport, report_dir: Path | None = None,
@@ -72,12 +70,12 @@ def threshold_nodeid(result: MetricResult) -> str:
 
 def verdict_nodeid(report: GateReport) -> str:
     """``deploygate::gate::verdict [GATE WARN, blocks promotion: no]``."""
-    return f"{VERDICT_NODEID} [GATE {report.judged_verdict}, blocks promotion: {report.blocks_word}]"
+    return f"{VERDICT_NODEID} [GATE {report.headline}, blocks promotion: {report.blocks_word}]"
 
 
 def verdict_message(report: GateReport) -> str:
     """``GATE WARN — blocks promotion: no (1 threshold warned; ...)``: the verdict case's message."""
-    return f"GATE {report.judged_verdict} — {report.promotion()}"
+    return f"GATE {report.headline} — {report.promotion()}"
 
 
 def threshold_message(result: MetricResult, failed: bool, report: GateReport) -> str:

@@ -174,6 +174,12 @@ class GateReport:
         """The verdict over the checks (the partial one of an interrupted run)."""
         return self.partial_verdict or self.verdict
 
+    @property
+    def headline(self) -> str:
+        """The verdict as a case name or a report title says it: ``WARN``, or ``INTERRUPTED (partial verdict
+        PASS)`` for an interrupted run (never a bare PASS: an interrupted gate never lets a deployment through)."""
+        return f"INTERRUPTED (partial verdict {self.judged_verdict})" if self.interrupted else self.judged_verdict
+
     def blocks(self, level: str) -> bool:
         """Whether ``level`` (of the gate, a category or a metric) blocks promotion under this run's switches."""
         return (level in (FAIL, NO_CHECKS) or (self.fail_on_warn and level == WARN)
