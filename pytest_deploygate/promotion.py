@@ -13,7 +13,6 @@ pass, has not finished, or passed too long ago is a finding. Pure: no pytest imp
 
 from __future__ import annotations
 
-import calendar
 import json
 import re
 import time
@@ -91,15 +90,6 @@ class RequiresSpec(Section):
         return build(cls, raw, where, max_age_s=max_age_s)
 
 
-def _finished(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
-    except ValueError:
-        return None
-
-
 def check_promotion(requires: RequiresSpec, root: Path, now: float | None = None) -> str:
     """Check the precondition: the message saying it holds, or raise :class:`CheckFailure` (the required
     environment did not pass, or too long ago) or :class:`Unverified` (its report cannot tell)."""
@@ -122,7 +112,9 @@ def check_promotion(requires: RequiresSpec, root: Path, now: float | None = None
                          f"{name!r}, not {env!r} ({how})")
     verdict = str(data.get("verdict", "?"))
     run = data.get("run_id", "?")
-    finished = _finished(data.get("finished_at"))
+    from .report.model import from_iso  # the report's own time format, read back the way it writes it
+
+    finished = from_iso(data.get("finished_at"))
     if verdict == "RUNNING" or (finished is None and data.get("finished_at") is None):
         raise CheckFailure(f"promotion precondition: {env}'s latest gate (run {run}, {path}) has not finished "
                            f"(verdict {verdict}): {env} must pass first")

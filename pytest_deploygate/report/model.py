@@ -31,7 +31,8 @@ def iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts is not None else None
 
 
-def _from_iso(text: Any) -> float | None:
+def from_iso(text: Any) -> float | None:
+    """A time as :func:`iso` writes it, back as seconds since the epoch (None when it is not one)."""
     if not isinstance(text, str):
         return None
     import calendar
@@ -316,7 +317,7 @@ class GateReport:
     def from_dict(cls, d: Mapping[str, Any]) -> GateReport:
         """A report read back from its JSON file (tolerant: a field it lacks takes its default)."""
         env = d.get("environment")
-        started = _from_iso(d.get("started_at")) or 0.0
+        started = from_iso(d.get("started_at")) or 0.0
         metrics = []
         for m in d.get("metrics") or ():
             m = {k: v for k, v in m.items() if k in _METRIC_FIELDS}  # a later schema may add keys
@@ -345,7 +346,7 @@ class GateReport:
 def _finished(started: float, d: Mapping[str, Any]) -> float | None:
     """The finish time read back: from the duration when there is one (the ISO stamps are whole seconds), so
     a report rendered from its file says the same duration as the live run's."""
-    finished = _from_iso(d.get("finished_at"))
+    finished = from_iso(d.get("finished_at"))
     duration = d.get("duration_s")
     if finished is not None and isinstance(duration, (int, float)) and not isinstance(duration, bool):
         return started + float(duration)
