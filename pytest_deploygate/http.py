@@ -188,6 +188,20 @@ def protected_guard(environments: Iterable[Environment], allow_writes: bool) -> 
     return WriteGuard.of(environments, allow_writes)
 
 
+def auth_credential(env: Environment, tokens: CognitoTokens | None) -> tuple[str, str | None] | None:
+    """What ``env``'s requests carry in its auth header — every gate client and the load alike: ``auth.value``,
+    else (given the run's ``tokens``) a token of its ``auth.cognito`` user pool (:class:`Unverified` when none
+    can be had). Returns the header value and the token inside it (None for ``auth.value``), or None."""
+    if env.auth is None:
+        return None
+    if env.auth.value:
+        return env.auth.value, None
+    if env.auth.cognito is not None and tokens is not None:
+        token = tokens.get(env)
+        return token.header_value(env.auth.scheme), token.value
+    return None
+
+
 def client_for(env: Environment, base_url: str | None = None, *, secrets: Iterable[str] = (),
                check: str = "", allow_writes: bool = False, guard: WriteGuard | None = None,
                on_error_answer: Callable[[requests.Response], None] | None = None,
@@ -196,11 +210,12 @@ def client_for(env: Environment, base_url: str | None = None, *, secrets: Iterab
     given the run's ``tokens``, a token of its ``auth.cognito`` user pool: :class:`Unverified` when none can
     be had); read-only when ``env`` is protected and ``allow_writes`` is not given, and towards every
     protected destination ``guard`` knows (by default: ``env``'s own URLs)."""
-    auth = (env.auth.header, env.auth.value) if env.auth and env.auth.value else None
-    if auth is None and env.auth is not None and env.auth.cognito is not None and tokens is not None:
-        token = tokens.get(env)
-        auth = (env.auth.header, token.header_value(env.auth.scheme))
-        secrets = (*secrets, token.value)
+    credential = auth_credential(env, tokens)
+    auth = None
+    if credential is not None and env.auth is not None:
+        auth = (env.auth.header, credential[0])
+        if credential[1] is not None:
+            secrets = (*secrets, credential[1])
     read_only = env.name if env.read_only(allow_writes) else None
     return GateHTTP(base_url if base_url is not None else env.base_url, env.http,
                     auth_header=auth, secrets=secrets, check=check, read_only=read_only,

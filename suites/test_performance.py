@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_deploygate.http import CheckFailure, WriteRefused
+from pytest_deploygate.http import CheckFailure, WriteRefused, auth_credential
 from pytest_deploygate.load import LoadResult, LocustRun, Progress, probe
 
 if TYPE_CHECKING:
@@ -67,15 +67,10 @@ def _live_line(config, duration_s: float):  # type: ignore[no-untyped-def]
 
 
 def _load_auth(env: Environment, run: GateRun) -> str | None:
-    """The auth header value the load sends: ``auth.value``, else a token of the environment's
-    ``auth.cognito`` user pool (as every gate client sends it; none to be had is could not check)."""
-    if env.auth is None:
-        return None
-    if env.auth.value:
-        return env.auth.value
-    if env.auth.cognito is not None:
-        return str(run.target.tokens.get(env).header_value(env.auth.scheme))
-    return None
+    """The auth header value the load sends: what every gate client sends (``auth.value``, else a token of the
+    environment's ``auth.cognito`` user pool; none to be had is could not check)."""
+    credential = auth_credential(env, run.target.tokens)
+    return credential[0] if credential is not None else None
 
 
 def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  # type: ignore[no-untyped-def]
