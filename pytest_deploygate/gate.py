@@ -51,9 +51,13 @@ class Metric:
 
     @property
     def key(self) -> str:
-        if not self.labels:
+        labels = self.labels
+        if not labels:
             return self.name
-        inner = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        if len(labels) == 1:
+            ((k, v),) = labels.items()
+            return f"{self.name}{{{k}={v}}}"
+        inner = ",".join([f"{k}={v}" for k, v in sorted(labels.items())])
         return f"{self.name}{{{inner}}}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -249,13 +253,14 @@ class MetricResult:
         return ("; " + ", ".join(parts)) if parts else ""
 
     def to_dict(self) -> dict[str, Any]:
-        # field by field: dataclasses.asdict deep-copies every value, and was most of the cost of a report
-        # of 10k metrics; the containers are copied below
-        d = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        d["labels"] = dict(self.labels)
-        d["values"] = list(self.values)
-        d["interval"] = [round(v, 3) for v in self.interval] if self.interval is not None else None
-        return d
+        # field by field, spelled out: dataclasses.asdict deep-copies every value (most of the cost of a report
+        # of 10k metrics), a loop over the fields with getattr cost twice this
+        interval = self.interval
+        return {"name": self.name, "key": self.key, "labels": dict(self.labels), "value": self.value,
+                "unit": self.unit, "verdict": self.verdict, "limit": self.limit, "threshold": self.threshold,
+                "nodeid": self.nodeid, "samples": self.samples, "values": list(self.values),
+                "interval": [round(v, 3) for v in interval] if interval is not None else None,
+                "samples_needed": self.samples_needed, "why": self.why}
 
 
 @dataclass
@@ -290,39 +295,51 @@ def judge(environment: str, metrics: Iterable[Metric], policy: Policy,
     # per category, the set of levels its metrics reached (one pass; ``worst`` needs only the set)
     reached: dict[str, set[str]] = {}
     described: dict[int, str] = {}  # a threshold's description, once per threshold (many metrics share one)
-    info = Judgement(INFO)
     for m in metrics:
         threshold = policy.lookup(m.name, m.labels)
         if threshold is None:
-            j, desc = info, ""
+            result = MetricResult(m.name, m.key, m.labels, m.value, m.unit, INFO, "", "", m.nodeid, m.samples,
+                                  m.values)
         else:
-            j = judge_value(threshold, m.value, m.unit, m.samples)
-            known = described.get(id(threshold))
-            if known is None:
-                known = described[id(threshold)] = threshold.describe() + (
+            desc = described.get(id(threshold))
+            if desc is None:
+                desc = described[id(threshold)] = threshold.describe() + (
                     f", min_samples {threshold.min_samples}" if threshold.min_samples is not None else "")
-            desc = known
-        results.append(MetricResult(m.name, m.key, m.labels, m.value, m.unit, j.verdict, j.limit,
-                                    desc, m.nodeid, m.samples, m.values, j.interval, j.samples_needed, j.why))
+            if threshold.min_samples is None and (m.samples is None or m.unit != "%"):
+                # judged on its value alone (judge_value's first case, without its Judgement)
+                level = threshold.judge(m.value)
+                result = MetricResult(m.name, m.key, m.labels, m.value, m.unit, level, threshold.limit_for(level),
+                                      desc, m.nodeid, m.samples, m.values)
+            else:
+                j = judge_value(threshold, m.value, m.unit, m.samples)
+                result = MetricResult(m.name, m.key, m.labels, m.value, m.unit, j.verdict, j.limit, desc, m.nodeid,
+                                      m.samples, m.values, j.interval, j.samples_needed, j.why)
+        results.append(result)
         category = metric_category(m.name)
         levels_of = reached.get(category)
         if levels_of is None:
             levels_of = reached[category] = set()
-        levels_of.add(j.verdict)
+        levels_of.add(result.verdict)
 
     categories: dict[str, dict[str, Any]] = {}
     names = set(reached) | set(tests)
     order = (*CATEGORIES, OTHER)
     for cat in sorted(names, key=lambda c: (order.index(c) if c in order else len(order), c)):
         tally = tests.get(cat, TestTally())
-        levels = list(reached.get(cat, ()))
+        recorded = reached.get(cat, set())
+        levels = [level for level in recorded if level != INFO]  # what a threshold judged
         if tally.failed:
             levels.append(FAIL)
-        if not levels and not tally.passed and not tally.skipped:
+        if levels or tally.passed:
+            level = worst(levels)
+        elif tally.skipped:
+            level = SKIP  # everything skipped (e.g. destructive checks on a protected environment): not judged
+        elif recorded:
+            level = INFO  # metrics recorded (a CloudWatch probe's custom.*), no threshold for them, no check
+        else:
             continue
         categories[cat] = {
-            # everything skipped (e.g. destructive checks on a protected environment): shown, not judged
-            "verdict": worst(levels) if levels or tally.passed else SKIP,
+            "verdict": level,
             "tests": {"passed": tally.passed, "failed": tally.failed, "skipped": tally.skipped},
             "failed_tests": list(tally.failures),
         }

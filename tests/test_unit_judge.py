@@ -74,8 +74,24 @@ def test_a_glob_threshold_judges_every_metric_it_matches() -> None:
 def test_a_metric_without_a_threshold_is_info_and_judges_nothing() -> None:
     verdict = _judge([_metric("custom.queue_depth_count", 10**6)], {"smoke": Tally(passed=1)})
     assert verdict.metrics[0].verdict == INFO and verdict.metrics[0].threshold == ""
-    assert verdict.categories["custom"]["verdict"] == PASS and verdict.verdict == PASS
+    # no threshold judged its category and no check of it ran: recorded (INFO), never "PASS 0/0"
+    assert verdict.categories["custom"]["verdict"] == INFO and verdict.verdict == PASS
     assert verdict.thresholds() == []  # INFO is no JUnit threshold case
+
+
+def test_a_category_of_recorded_metrics_is_judged_only_by_what_judged_it() -> None:
+    info = _metric("custom.lambda_errors_count", 3)
+    # its checks passed: PASS; all skipped: SKIP; nothing else: INFO (recorded); a failed check: FAIL
+    assert _judge([info], {"custom": Tally(passed=1)}).categories["custom"]["verdict"] == PASS
+    assert _judge([info], {"custom": Tally(skipped=2)}).categories["custom"]["verdict"] == SKIP
+    assert _judge([info], {"custom": Tally(failed=1)}).categories["custom"]["verdict"] == FAIL
+    only = _judge([info], {"smoke": Tally(passed=1)})
+    assert only.categories["custom"] == {"verdict": INFO, "tests": {"passed": 0, "failed": 0, "skipped": 0},
+                                         "failed_tests": []}
+    # a judged threshold beside it decides its category, INFO does not count
+    assert _judge([info, _metric("custom.lambda_errors_count", 9, fn="x")], {}).categories["custom"]["verdict"] == INFO
+    # recorded metrics alone are no check: the gate says so
+    assert _judge([info], {}).verdict == "NO CHECKS"
 
 
 # --------------------------------------------------------------------------------------------------

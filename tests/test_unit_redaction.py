@@ -6,13 +6,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 from allure_commons import model2  # its TestResult classes, not pytest's to collect
 
-from pytest_deploygate.redaction import MASK, AllureRedactor, redact_file, redact_report, redact_value
+from pytest_deploygate.redaction import (
+    FIND_ANCHORS,
+    MASK,
+    PIECE_CHARS,
+    AllureRedactor,
+    Redactor,
+    _private_parts,
+    _variants,
+    redact,
+    redact_file,
+    redact_report,
+    redact_value,
+)
 
 SECRET = "dgunit-3c5e7a9b1d2f4a6c8e0b"
 SECRETS = frozenset([SECRET])
@@ -175,3 +188,51 @@ def test_an_allure_container_is_redacted_too_and_plain_values_pass() -> None:
     container: dict[str, Any] = {"befores": [{"name": f"fixture {SECRET}", "ok": True, "n": 2}]}
     AllureRedactor(lambda: SECRETS).report_container(container)
     assert container == {"befores": [{"name": "fixture ***", "ok": True, "n": 2}]}
+
+
+# --------------------------------------------------------------------------------------------------
+# the piece scan: found by anchors (few: str.find; many: the text's blocks looked up), the same as a scan
+# of every position
+
+
+SESSION_TOKEN = "FwoGZXIvYXdzEJr" + "".join(random.Random(7).choices(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", k=600))
+
+
+def _every_piece_start(text: str, pieces: frozenset[str]) -> list[int]:
+    return [i for i in range(len(text) - PIECE_CHARS + 1) if text[i:i + PIECE_CHARS] in pieces]
+
+
+@pytest.mark.parametrize(("secrets", "by_find"), [
+    (frozenset([SECRET]), True),  # few anchors: each looked for with str.find
+    (frozenset([SECRET, SESSION_TOKEN]), False),  # an AWS session token: many anchors
+    (frozenset(["https://hooks.example/services/T000/B000/XXXX", "aaaaaaaaaaaa"]), True),  # a URL; repeats
+], ids=["few", "many", "url-and-repeats"])
+def test_the_piece_scan_finds_every_piece_a_scan_of_every_position_finds(secrets: frozenset[str],
+                                                                          by_find: bool) -> None:
+    redactor = Redactor(secrets)
+    assert (len(redactor._anchors) <= FIND_ANCHORS) == by_find
+    rng = random.Random(13)
+    variants = [v for s in secrets for part in _private_parts(s) for v in _variants(part) if len(v) >= PIECE_CHARS]
+    for _ in range(60):
+        chunks = []
+        for _ in range(rng.randint(0, 12)):
+            chunks.append("".join(rng.choice("ab/\\\"'%.-_ 0Q=x\n") for _ in range(rng.randint(0, 30))))
+            v = rng.choice(variants)
+            start = rng.randint(0, len(v) - 1)
+            chunks.append(v[start:start + rng.randint(1, 20)])  # cut anywhere: a piece, or too short to be one
+        text = "".join(chunks)
+        assert redactor._piece_starts(text) == _every_piece_start(text, redactor._pieces), text
+        clean = redact(text, secrets)
+        assert not _every_piece_start(clean, redactor._pieces), clean
+
+
+def test_credential_headers_are_masked_in_any_case_and_only_looked_for_where_they_can_be() -> None:
+    token = "IQoJb3JpZ2luX2VjEJr" + "A" * 40
+    for header in ("X-Amz-Security-Token", "x-amz-security-token", "X-AMZ-SECURITY-TOKEN", "x-Amz-security-TOKEN"):
+        text = f"DEBUG headers={{'{header}': b'{token}', 'Authorization': 'AWS4-HMAC-SHA256 Credential=" \
+               f"ASIAXXXXXXXXXXXXXXXX/20261124/eu-west-1/s3/aws4_request'}}"
+        clean = redact(text, frozenset())
+        assert token not in clean and f"'{header}': b'{MASK}" in clean
+        assert "ASIAXXXXXXXXXXXXXXXX" not in clean and f"Credential={MASK}/20261124" in clean
+    assert redact("no header here " * 1000, frozenset()) == "no header here " * 1000

@@ -4,6 +4,7 @@ reason or a note appears in none of them. No pytest run, no server."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -117,7 +118,7 @@ def test_the_report_of_a_judged_run(tmp_path: Path) -> None:
     assert report["interrupted"] is False and report["partial_verdict"] is None
     assert report["tests"] == {"passed": 3, "failed": 1, "skipped": 1}
     assert {c: v["verdict"] for c, v in report["categories"].items()} == {
-        "smoke": WARN, "crud": FAIL, "performance": PASS, "custom": PASS}
+        "smoke": WARN, "crud": FAIL, "performance": PASS, "custom": INFO}
     assert report["categories"]["crud"]["failed_tests"][0]["nodeid"] == FAILED_CRUD
     by_name = {m["name"]: m for m in report["metrics"]}
     assert by_name["crud.create_ms"]["verdict"] == FAIL and by_name["crud.create_ms"]["limit"] == "> 5000 ms"
@@ -313,6 +314,59 @@ def test_figures_and_test_counts(tmp_path: Path) -> None:
     assert figure(info) == "custom.depth_count 3"
     assert terminal.tests_cell({"passed": 8, "failed": 1, "skipped": 0}) == "8/9"
     assert terminal.tests_cell({"passed": 0, "failed": 0, "skipped": 4}) == "0/0 (4 skipped)"
+    assert terminal.tests_cell({"passed": 0, "failed": 0, "skipped": 0}) == "—"  # no check in the category
+
+
+def test_a_category_of_recorded_metrics_reads_as_recorded_not_as_a_pass(tmp_path: Path) -> None:
+    # what a CloudWatch probe records (custom.*), no threshold for it, no check of that category
+    run = _run(tmp_path, [_metric(LATENCY, 12.5), _metric("custom.lambda_errors_count", 0, fn="api"),
+                          _metric("custom.lambda_p95_ms", 41.0, fn="api")],
+               {"suites/test_smoke.py::test_health": ("smoke", "passed", "")})
+    report = _model(run, exitstatus=0)
+    assert report.categories["custom"]["verdict"] == INFO and report.verdict == PASS
+    tr = _Terminal()
+    write_summary(tr, report, None, "staging")
+    row = next(line for line in tr.text.splitlines() if line.startswith("custom"))
+    assert re.match(r"custom\s+INFO\s+—\s+recorded, no threshold: custom\.lambda_errors_count\{fn=api\} 0; "
+                    r"custom\.lambda_p95_ms\{fn=api\} 41 ms$", row), row
+    assert "PASS" not in row and "0/0" not in row
+    assert re.search(r"^smoke\s+PASS\s+1/1\s+smoke\.health\.latency_ms 12\.5 ms", tr.text, re.M)
+    md = render_markdown(report).splitlines()
+    assert "| custom | \u2139\ufe0f INFO | — | recorded, no threshold: 2 metrics |" in md
+    assert "checks: 1 passed · thresholds: 1 passed" in md  # recorded metrics are no thresholds
+
+
+def test_the_markdown_thresholds_table_lists_what_matters_first_and_counts_the_rest(tmp_path: Path) -> None:
+    from pytest_deploygate.report.markdown import TABLE_ROWS
+
+    metrics = [_metric(LATENCY, 20.0, path=f"/p{i}") for i in range(TABLE_ROWS + 40)]
+    metrics += [_metric(LATENCY, 1500.0, path="/slow"), _metric("crud.create_ms", 6200.0)]
+    md = render_markdown(_model(_run(tmp_path, metrics, {})))
+    rows = [line for line in md.splitlines() if line.startswith("| `")]
+    assert len(rows) == TABLE_ROWS
+    assert "crud.create_ms" in rows[0] and "{path=/slow}" in rows[1]  # what fails and warns is never cut
+    assert "… 42 more thresholds (42 PASS) in the JSON report" in md
+    assert f"<summary>Thresholds: {TABLE_ROWS + 42} judged (" in md
+
+
+@pytest.mark.parametrize("metric", [
+    Metric(LATENCY, 12.5, "ms", {"path": "/héllo \"quoted\"\n", "b": "\\"}, "suites/t.py::test[ü]", None, (1.0, 2.5)),
+    Metric("performance.error_rate", 2.0, "%", {}, "n", 40),  # judged on its interval: samples, interval
+    Metric("custom.ratio", float("nan"), "", {}, "", None),
+    Metric("custom.big_count", 10**20, "", {}, "", 3),  # an int read back from a file
+    Metric(LATENCY, float("inf"), "ms", {}, ""),
+])
+def test_a_metric_line_of_the_json_report_is_exactly_what_json_writes(tmp_path: Path, metric: Metric) -> None:
+    from pytest_deploygate.report import json_report, model
+
+    policy = Policy(Path("thresholds.toml"), (*POLICY.thresholds,
+                                              _threshold("performance.error_rate", "> 5", "> 1")))
+    result = judge("staging", [metric], policy, {}).metrics[0]
+    assert model._metric_json(result) == json.dumps(model._metric_dict(result))
+    report = _model(_failing_run(tmp_path))
+    report = dataclasses.replace(report, metrics=(*report.metrics, result))
+    assert report.json() == json_report.dumps(report.to_dict())
+    json.loads(report.json().replace("NaN", "0").replace("Infinity", "0"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -343,9 +397,9 @@ def test_cloudwatch_data_holds_the_verdicts_and_the_judged_unlabelled_metrics(tm
     dims = [{"Name": "Service", "Value": "shop"}, {"Name": "Environment", "Value": "staging"}]
     assert data[0] == {"MetricName": "GateVerdict", "Dimensions": dims, "Value": 2.0, "Unit": "None"}
     assert {d["Dimensions"][-1]["Value"]: d["Value"] for d in data if d["MetricName"] == "CategoryVerdict"} == {
-        "smoke": 1.0, "crud": 2.0, "performance": 0.0, "custom": 0.0}
+        "smoke": 1.0, "crud": 2.0, "performance": 0.0}  # custom: recorded only, no verdict to publish
     # labelled and INFO metrics stay out unless listed
-    assert [(d["MetricName"], d["Value"], d["Unit"]) for d in data[5:]] == [
+    assert [(d["MetricName"], d["Value"], d["Unit"]) for d in data[4:]] == [
         ("crud.create_ms", 6200.0, "Milliseconds"), ("performance.p95_ms", 180.0, "Milliseconds")]
     listed = cloudwatch_data(report, run.environment, CloudWatchSpec(metrics=("custom.queue_depth_count",)))
-    assert [(d["MetricName"], d["Unit"]) for d in listed[5:]] == [("custom.queue_depth_count", "Count")]
+    assert [(d["MetricName"], d["Unit"]) for d in listed[4:]] == [("custom.queue_depth_count", "Count")]

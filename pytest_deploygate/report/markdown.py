@@ -8,14 +8,18 @@ version, times) and links to its artifacts."""
 
 from __future__ import annotations
 
+from ..gate import FAIL, INCONCLUSIVE, INFO, PASS, WARN
 from .metadata import ARTIFACT_TITLES
 from .model import NOTABLE, GateReport, headroom_text
-from .terminal import figure, tests_cell
+from .terminal import RECORDED, by_category, figure, tests_cell
 
 _ICON = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "⛔", "INTERRUPTED": "⛔", "SKIP": "⏭️",
-         "INCONCLUSIVE": "❔", "NO CHECKS": "⛔", "RUNNING": "⏳"}
+         "INCONCLUSIVE": "❔", "NO CHECKS": "⛔", "RUNNING": "⏳", "INFO": "\u2139\ufe0f"}
 #: a thresholds table longer than this is folded (closed ``<details>``)
 FOLD_AFTER = 15
+#: rows of the thresholds table at most (what blocks, fails, warns or could not be told first; the rest are
+#: counted): a CI job summary takes 1 MiB, a merge-request comment 64 KiB, and 10k thresholds make ~1 MB
+TABLE_ROWS = 250
 
 
 def _cell(text: object) -> str:
@@ -45,9 +49,13 @@ def render_markdown(report: GateReport) -> str:
     metrics = report.metrics
     if report.categories:
         lines += ["| category | verdict | checks | breaches |", "|---|---|---|---|"]
+        grouped = by_category(report)
         for cat, info in report.categories.items():
-            bad = [m for m in metrics if m.category == cat and m.verdict in NOTABLE]
+            bad = [m for m in grouped.get(cat, ()) if m.verdict in NOTABLE]
             figures = "; ".join(figure(m, code=True) for m in bad[:3]) + (" …" if len(bad) > 3 else "")
+            if info["verdict"] == INFO:
+                recorded = len(grouped.get(cat, ()))
+                figures = f"{RECORDED}: {recorded} metric{'' if recorded == 1 else 's'}"
             lines.append(f"| {_cell(cat)} | {_ICON.get(info['verdict'], '')} {info['verdict']} "
                          f"| {tests_cell(info['tests'])} | {_cell(figures)} |")
         lines.append("")
@@ -85,10 +93,15 @@ def _thresholds_table(report: GateReport) -> list[str]:
     lines = [f"<details{state}><summary>Thresholds: {len(judged)} judged ({said}): value, limit, headroom, n"
              "</summary>", "", "| threshold | verdict | value of limit, headroom | n | threshold |",
              "|---|---|---|---|---|"]
-    for m, _failed in judged:
+    for m, _failed in judged[:TABLE_ROWS]:
         n = str(m.samples) if m.samples is not None else "—"
         lines.append(f"| `{_cell(m.key)}` | {_ICON.get(m.verdict, '')} {m.verdict} | {_cell(headroom_text(m))} "
                      f"| {n} | {_cell(m.threshold)} |")
+    rest = [m.verdict for m, _failed in judged[TABLE_ROWS:]]
+    if rest:
+        said = ", ".join(f"{rest.count(level)} {level}" for level in (FAIL, WARN, INCONCLUSIVE, PASS)
+                         if level in rest)
+        lines += ["", f"… {len(rest)} more thresholds ({said}) in the JSON report"]
     return [*lines, "", "</details>", ""]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..redaction import redact
-from ..thresholds import FAIL, INCONCLUSIVE, NO_CHECKS, PASS, SKIP, WARN
+from ..thresholds import FAIL, INCONCLUSIVE, INFO, NO_CHECKS, PASS, SKIP, WARN
 from .terminal import figure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +35,8 @@ def cloudwatch_data(report: GateReport, env: Environment, spec: CloudWatchSpec,
     data = [{"MetricName": "GateVerdict", "Dimensions": base,
              "Value": LEVEL_VALUE.get(report.judged_verdict, 2.0), "Unit": "None"}]
     for name, cat in report.categories.items():
+        if cat["verdict"] == INFO:
+            continue  # recorded metrics only: nothing was judged, no verdict to publish
         data.append({"MetricName": "CategoryVerdict", "Dimensions": [*base, {"Name": "Category", "Value": name}],
                      "Value": LEVEL_VALUE.get(cat["verdict"], 2.0), "Unit": "None"})
     for m in report.metrics:

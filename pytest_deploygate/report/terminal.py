@@ -29,8 +29,23 @@ def figure(m: MetricResult, code: bool = False) -> str:
 
 
 def tests_cell(t: Any) -> str:
-    """``8/9 (1 skipped)``: passed of run, and what was skipped."""
+    """``8/9 (1 skipped)``: passed of run, and what was skipped; ``—`` for a category no check belongs to (its
+    metrics only)."""
+    if not (t["passed"] or t["failed"] or t["skipped"]):
+        return "—"
     return f"{t['passed']}/{t['passed'] + t['failed']}" + (f" ({t['skipped']} skipped)" if t["skipped"] else "")
+
+
+#: the figures cell of a category whose metrics no threshold judged (verdict INFO)
+RECORDED = "recorded, no threshold"
+
+
+def by_category(report: GateReport) -> dict[str, list[MetricResult]]:
+    """The report's metrics by category, in order (one pass: a report may hold 10k metrics)."""
+    grouped: dict[str, list[MetricResult]] = {}
+    for m in report.metrics:
+        grouped.setdefault(m.category, []).append(m)
+    return grouped
 
 
 tests_cell.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test, when imported into a test module
@@ -48,15 +63,18 @@ def write_summary(tr: Any, report: GateReport | None, error: str | None, env_nam
                       red=True)
         return
     rows = []
+    grouped = by_category(report)
     for name, cat in report.categories.items():
-        metrics = [m for m in report.metrics if m.category == name]
+        metrics = grouped.get(name, [])
         bad = [m for m in metrics if m.verdict in NOTABLE]
         judged = [m for m in metrics if m.verdict != INFO]
-        shown = bad or judged[:3]
-        figures = "; ".join(figure(m) for m in shown[:3])
-        more = len(bad or judged) - len(shown[:3])
-        if more > 0:
-            figures += f"; +{more} more"
+        # a category of recorded metrics only: what was recorded, said as such (it judged nothing)
+        listed = bad or judged or (metrics if cat["verdict"] == INFO else [])
+        figures = "; ".join(figure(m) for m in listed[:3])
+        if len(listed) > 3:
+            figures += f"; +{len(listed) - 3} more"
+        if cat["verdict"] == INFO:
+            figures = f"{RECORDED}: {figures}"
         rows.append((name, cat["verdict"], tests_cell(cat["tests"]), figures))
     width = max([len(r[0]) for r in rows] + [8])
     vwidth = max([len(r[1]) for r in rows] + [7])
