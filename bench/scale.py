@@ -1,14 +1,16 @@
 """The gate's own cost as the work grows: time and peak memory of its controller-side steps.
 
     .venv/bin/python bench/scale.py [--repeat 5] [--findings 1000 5000 20000] [--metrics 1000 2500 10000]
-                                    [--smoke 100 250 1000]
+                                    [--metrics-aws 10000] [--smoke 100 250 1000]
 
 * findings: N security findings (10 % of them repeats, as when two checks report the same issue) arrive
   on test reports of 100 findings each and are aggregated by the plugin's collector (deduplicated by
   content), as in a gate run.
 * metrics: N recorded metrics (latencies, rates with their request counts, counts; thresholds and
   unjudged ones) are judged, the report is built, redacted and written as JSON, as the plugin does at
-  the end of a session.
+  the end of a session (one API token among the run's secrets); the terminal summary and the Markdown
+  rendered from it are timed apart. ``metrics+aws``: the same with AWS credentials among the secrets (a
+  600-character session token: hundreds of pieces for the redaction to look for).
 * smoke: a whole gate run, ``pytest --env bench -m "gate and smoke"`` in a child process, whose environment
   lists N smoke endpoints (each a JSON ``GET`` answered at once by a loopback server in this process, which
   is not counted): start-up, collection of N checks, the requests, verdict and report. Its peak RSS is the
@@ -93,13 +95,40 @@ METRIC_SHAPES = (
 )
 
 
-def child_metrics(n: int, tmp: Path) -> tuple[float, int]:
+#: AWS credentials as a CI job that assumed a role holds them (every output is redacted of them too): a long
+#: session token makes hundreds of pieces for the redaction to look for
+AWS_SECRETS = ("ASIAQ3EXAMPLEKEY7XZ2", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+               "FwoGZXIvYXdzEJr" + "".join(__import__("random").Random(1).choices(
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", k=600)))
+
+
+class _Terminal:
+    """The terminal reporter's calls the gate's summary makes, written to a list."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+
+    def write_sep(self, sep: str, title: str = "", **markup: bool) -> None:
+        self.out.append(title)
+
+    def write(self, text: str, **markup: bool) -> None:
+        self.out.append(text)
+
+    def write_line(self, text: str = "", **markup: bool) -> None:
+        self.out.append(text + "\n")
+
+
+def child_metrics(n: int, tmp: Path, aws: bool = False) -> tuple[float, int]:
     from pytest_deploygate import __version__
     from pytest_deploygate.gate import judge, make_metric
     from pytest_deploygate.report.json_report import write_report
+    from pytest_deploygate.report.markdown import render_markdown
     from pytest_deploygate.report.model import GateReport
+    from pytest_deploygate.report.terminal import write_summary
 
     run = _gate_run(tmp)
+    if aws:
+        run.target.extra_secrets.update(AWS_SECRETS)
     for i in range(n):
         name, unit, value, samples = METRIC_SHAPES[i % len(METRIC_SHAPES)]
         run.results.metrics.append(make_metric(name, value(i), unit, {"path": f"/api/items/{i}"},
@@ -116,6 +145,11 @@ def child_metrics(n: int, tmp: Path) -> tuple[float, int]:
     write_report(report, settings.report_path, run.secrets, settings.markdown_path)
     elapsed = time.perf_counter() - t0
     SPLIT["judge_s"], SPLIT["report_s"] = t1 - t0, elapsed - (t1 - t0)
+    # what the user reads besides the file (not in the figure above): the terminal summary and the Markdown
+    t2 = time.perf_counter()
+    write_summary(_Terminal(), report, None, run.env_name, settings.report_path)
+    render_markdown(report)
+    SPLIT["render_s"] = time.perf_counter() - t2
     written = json.loads(run.settings.report_path.read_text())
     assert len(written["metrics"]) == n
     return elapsed, n
@@ -186,7 +220,8 @@ def gate_smoke(n: int, url: str) -> dict[str, float]:
         return {"seconds": elapsed, "items": checks, "peak_mb": usage.ru_maxrss / 1024, "base_mb": 0.0}
 
 
-CHILDREN = {"findings": child_findings, "metrics": child_metrics}
+CHILDREN = {"findings": child_findings, "metrics": child_metrics,
+            "metrics+aws": lambda n, tmp: child_metrics(n, tmp, aws=True)}
 
 
 def run_child(kind: str, n: int) -> dict[str, float]:
@@ -202,6 +237,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--findings", type=int, nargs="*", default=[1000, 5000, 20000])
     parser.add_argument("--metrics", type=int, nargs="*", default=[1000, 2500, 10000])
+    parser.add_argument("--metrics-aws", type=int, nargs="*", default=[10000],
+                        help="metrics again, with AWS credentials (a 600-character session token) among the secrets")
     parser.add_argument("--smoke", type=int, nargs="*", default=[100, 250, 1000])
     parser.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -216,6 +253,7 @@ def main() -> None:
         return
 
     plan = [("findings", n) for n in args.findings] + [("metrics", n) for n in args.metrics]
+    plan += [("metrics+aws", n) for n in args.metrics_aws]
     plan += [("smoke", n) for n in ([1, *args.smoke] if args.smoke else [])]
     samples: dict[tuple[str, int], list[dict[str, float]]] = {p: [] for p in plan}
     server = _JsonServer() if args.smoke else None
@@ -244,10 +282,11 @@ def main() -> None:
               f"{statistics.median(per):7.1f} µs ({min(per):.1f}-{max(per):.1f}) "
               f"{statistics.median(peaks):7.1f} MB ({min(peaks):.0f}-{max(peaks):.0f}) "
               f"{statistics.median(r['base_mb'] for r in runs):6.1f} MB")
-        if kind == "metrics":
+        if kind.startswith("metrics"):
             print(f"{'':<18}   of which judge {statistics.median(r['judge_s'] for r in runs) / n * 1e6:.1f} µs, "
                   f"report (build, redact, write) {statistics.median(r['report_s'] for r in runs) / n * 1e6:.1f} µs"
-                  " per metric")
+                  f" per metric; besides: terminal summary + Markdown "
+                  f"{statistics.median(r['render_s'] for r in runs) / n * 1e6:.1f} µs")
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ MIN_AWS_CREDENTIAL_CHARS = 16
 ANCHOR_CHARS = 4
 ANCHOR_STEP = PIECE_CHARS + 1 - ANCHOR_CHARS
 #: up to this many anchors, each is looked for with ``str.find`` (C speed, one pass over the text per anchor);
-#: above it (long secrets: an AWS session token has hundreds), one pass in Python looks up the text's own
-#: ANCHOR_CHARS-character blocks every ANCHOR_STEP characters among every such substring of the pieces
+#: above it (long secrets: an AWS session token has hundreds), the text's runs of the characters pieces are
+#: made of are listed (one regex pass), and each distinct run is scanned in Python (see ``_piece_starts``)
 FIND_ANCHORS = 32
 
 # Credentials botocore prints in its debug log whatever their source (assume-role, SSO, instance role:
@@ -88,6 +88,9 @@ class Redactor:
                     anchors.update(variant[i:i + ANCHOR_CHARS]
                                    for i in range(0, len(variant) - ANCHOR_CHARS + 1, ANCHOR_STEP))
         self._pieces = frozenset(pieces)
+        # a piece lies within a run of at least PIECE_CHARS of the characters pieces are made of
+        chars = "".join(sorted({c for p in pieces for c in p}))
+        self._runs = re.compile(f"[{re.escape(chars)}]{{{PIECE_CHARS},}}") if chars else None
         #: a piece found in a text holds one of these, found first
         self._anchors = frozenset(anchors)
         # every ANCHOR_CHARS-character substring of a piece: the text's own blocks are looked up among them
@@ -117,9 +120,34 @@ class Redactor:
                                  if text[j:j + n] in pieces)
                     i = text.find(anchor, i + 1)
             return sorted(found)
-        # many: every run of n characters holds, whole, a block of k that starts at a multiple of n + 1 - k
+        # many: a piece lies within a maximal run of piece characters (of n or more): each distinct run is scanned
+        # once (a report repeats its words), then the runs holding a piece, usually none, are found in the text
+        assert self._runs is not None
+        hot: dict[str, list[int]] = {}
         grams, step = self._grams, ANCHOR_STEP
-        for q in range(0, size - k + 1, step):
+        for run in set(self._runs.findall(text)):
+            for q in range(0, len(run) - k + 1, step):
+                if run[q:q + k] in grams:  # the run may hold a piece: scan it all
+                    starts = self._scan(run)
+                    if starts:
+                        hot[run] = starts
+                        if len(hot) > FIND_ANCHORS:
+                            return self._scan(text)
+                    break
+        for run, starts in hot.items():
+            i = text.find(run)
+            while i != -1:
+                found.update(i + j for j in starts)
+                i = text.find(run, i + 1)
+        return sorted(found)
+
+    def _scan(self, text: str) -> list[int]:
+        """:meth:`_piece_starts` in Python: every run of n characters holds, whole, a block of k that starts at a
+        multiple of n + 1 - k; the text's blocks there are looked up among the k-character substrings of the
+        pieces, and around a block found, every piece start."""
+        n, k, pieces, grams, size = PIECE_CHARS, ANCHOR_CHARS, self._pieces, self._grams, len(text)
+        found: set[int] = set()
+        for q in range(0, size - k + 1, ANCHOR_STEP):
             if text[q:q + k] in grams:
                 found.update(j for j in range(max(q - n + k, 0), min(q, size - n) + 1) if text[j:j + n] in pieces)
         return sorted(found)

@@ -236,3 +236,14 @@ def test_credential_headers_are_masked_in_any_case_and_only_looked_for_where_the
         assert token not in clean and f"'{header}': b'{MASK}" in clean
         assert "ASIAXXXXXXXXXXXXXXXX" not in clean and f"Credential={MASK}/20261124" in clean
     assert redact("no header here " * 1000, frozenset()) == "no header here " * 1000
+
+
+def test_many_runs_holding_pieces_are_scanned_whole_and_a_piece_anywhere_in_a_run_is_found() -> None:
+    redactor = Redactor(frozenset([SECRET, SESSION_TOKEN]))
+    # more distinct runs holding a piece than are worth a str.find each: the text is scanned whole instead
+    many = " ".join(SESSION_TOKEN[i:i + 9 + i % 5] for i in range(0, 600, 12))
+    # a piece inside a longer run of the same characters, and the same run twice
+    inside = f"x={SESSION_TOKEN[100:120]}Q9 {SESSION_TOKEN[100:120]}Q9 end"
+    for text in (many, inside):
+        assert redactor._piece_starts(text) == _every_piece_start(text, redactor._pieces)
+        assert not _every_piece_start(redact(text, frozenset([SECRET, SESSION_TOKEN])), redactor._pieces)
