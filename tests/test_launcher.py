@@ -3,7 +3,11 @@ once (no wait for the start timeout), and leaves no process behind."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -45,4 +49,30 @@ def test_a_server_that_dies_before_it_is_ready_is_named(tmp_path: Path, monkeypa
     message = str(failed.value)
     assert message.startswith("reference deployment: staging-api exited before it was ready; log "), message
     assert "could not convert string to float: 'never'" in message, message  # its log says why
+    wait_for(lambda: demo_processes(str(tmp_path)) == [], timeout=30, what="no process left")
+
+
+def test_a_moto_server_alone_holds_its_listening_socket(tmp_path: Path) -> None:
+    # the launcher makes each moto server's socket and the fork server hands it over: once that server is gone
+    # its port refuses connections (no other process of the deployment holds the socket open, which would
+    # leave a client waiting for an answer that never comes instead of being refused)
+    demo = launcher.Demo.start(STAGES, parse_faults("", STAGES), tmp_path / "demo")
+    try:
+        # the last server forked: the ones forked before it were forked while the fork server held its socket
+        dev, staging = demo.environments["dev"], demo.environments["staging"]
+        port = int(staging["endpoint_url"].rsplit(":", 1)[1])
+        os.kill(staging["aws_pid"], signal.SIGKILL)
+
+        def refused() -> bool:  # once the process's last thread is gone (it shows as a zombie before that)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=10).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        wait_for(refused, timeout=30, what="staging's port refusing connections once its server is gone")
+        with urllib.request.urlopen(dev["endpoint_url"] + "/moto-api/", timeout=30) as answer:
+            assert answer.status == 200  # the other environment's server still serves
+    finally:
+        demo.stop()
     wait_for(lambda: demo_processes(str(tmp_path)) == [], timeout=30, what="no process left")

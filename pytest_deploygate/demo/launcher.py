@@ -8,10 +8,12 @@ process is stopped by its own pid.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -121,15 +123,18 @@ class _ForkServer:
     server from itself (seven imports of ~0.5 CPU-s each cost more than the whole launch on two cores).
     Its stdin stays open while the deployment runs: it exits when the launcher is gone."""
 
-    def __init__(self, workdir: Path, backends: Iterable[str] = ()) -> None:
+    def __init__(self, workdir: Path, backends: Iterable[str] = (), sockets: Iterable[int] = ()) -> None:
         self.workdir = workdir
         self.log = workdir / "forkserver.log"
         args = ["--workdir", str(workdir)]
         if backends:
             args += ["--backends", ",".join(backends)]
+        fds = tuple(sockets)
+        if fds:
+            args += ["--sockets", ",".join(map(str, fds))]
         with open(self.log, "wb") as err:
             self.popen: subprocess.Popen[bytes] = subprocess.Popen(
-                [sys.executable, "-m", "pytest_deploygate.demo.forkserver", *args],
+                [sys.executable, "-m", "pytest_deploygate.demo.forkserver", *args], pass_fds=fds,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=_child_environ(), cwd=str(workdir))
         self.proc = _Proc("forkserver", workdir / "forkserver.ready", self.log, popen=self.popen)
         self._pids: dict[str, int] = {}
@@ -163,11 +168,16 @@ class _ForkServer:
             return None
         return f"was not started: the fork server exited with {code}" + _log_tail(self.log)
 
-    def spawn(self, module: str, args: list[str], name: str, env: Mapping[str, str] | None = None) -> _Proc:
+    def spawn(self, module: str, args: list[str], name: str, env: Mapping[str, str] | None = None,
+              fd: int | None = None) -> _Proc:
+        """Fork ``module`` as ``name``; ``fd``: a listening socket handed over at the start, which it serves."""
         ready = self.workdir / f"{name}.ready.json"
         ready.unlink(missing_ok=True)
-        request = {"name": name, "module": module, "env": dict(env or {}),
-                   "argv": ["--ready-file", str(ready), "--parent-pid", str(self.popen.pid), *args]}
+        request: dict[str, Any] = {"name": name, "module": module, "env": dict(env or {}),
+                                   "argv": ["--ready-file", str(ready), "--parent-pid", str(self.popen.pid), *args]}
+        if fd is not None:
+            request.update(fd=fd)
+            request["argv"] += ["--fd", str(fd)]
         assert self.popen.stdin is not None
         try:
             self.popen.stdin.write(json.dumps(request).encode() + b"\n")
@@ -182,6 +192,19 @@ class _ForkServer:
                 self.popen.stdin.close()
             except BrokenPipeError:
                 pass
+
+
+def _listening_socket() -> socket.socket:
+    """A TCP socket listening on a free loopback port, to be handed to a server (inheritable)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _wait_ready(procs: list[_Proc], deadline: float) -> dict[str, dict[str, Any]]:
@@ -295,10 +318,12 @@ class AwsClients:
         self._session: Any = None
         self._clients: dict[tuple[str, str], Any] = {}
 
-    def prepare(self, services: Iterable[str]) -> None:
-        """Load the services' models now (a client with no connection), while the servers start."""
-        for service in services:
-            self.client(service, "http://127.0.0.1:9")
+    def prepare(self, services: Iterable[str], endpoints: Iterable[str]) -> None:
+        """Build the clients of ``services`` for every endpoint now (loading the services' models; a client
+        opens no connection until its first call), while the servers start."""
+        for endpoint in endpoints:
+            for service in services:
+                self.client(service, endpoint)
 
     def client(self, service: str, endpoint_url: str) -> Any:
         with self._lock:
@@ -359,22 +384,26 @@ def _api_environment(env: EnvironmentSetup) -> dict[str, str]:
     }
 
 
-def provision_environment(env: EnvironmentSetup) -> None:
-    """The AWS resources of one environment, as its deploy creates them (run in parallel, a thread each)."""
-    _provision_tables(env)
-    _provision_bucket(env)
-    serverless.provision(env)  # function, user pool, queues, alarms, parameters, table and bucket options
+def provision_environment(env: EnvironmentSetup) -> tuple[list[Callable[[], None]], list[Callable[[], None]]]:
+    """The AWS resources of one environment, as its deploy creates them: independent groups of calls (each
+    group's calls in order), which the launcher runs concurrently with each other and with the other
+    environments' (a moto server serves requests in parallel; a call's turn-around is mostly waiting). First
+    the groups the API's configuration needs (its user pool), then the others (tables, bucket, function, log
+    group, queues, alarms, parameters, secret)."""
+    for_api, others = serverless.tasks(env)
+    tables = [functools.partial(_provision_table, env, c) for c in COLLECTIONS]
+    return for_api, [*tables, functools.partial(_provision_bucket, env), *others]
 
 
-def _provision_tables(env: EnvironmentSetup) -> None:
+def _provision_table(env: EnvironmentSetup, collection: str) -> None:
     ddb = env.client("dynamodb")
-    for c in COLLECTIONS:
-        table = table_for(env.stage, c)
-        ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                         **serverless.TABLE_SSE)
-        ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+    table = table_for(env.stage, collection)
+    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                     **serverless.TABLE_SSE)
+    ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+    serverless.table_options(env, collection, table)  # point-in-time recovery
 
 
 def _provision_bucket(env: EnvironmentSetup) -> None:
@@ -386,6 +415,7 @@ def _provision_bucket(env: EnvironmentSetup) -> None:
         "Statement": [{"Sid": "PublicRead", "Effect": "Allow", "Principal": "*",
                        "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}],
     }))
+    serverless.bucket_options(env, bucket)  # encryption, public-access block
 
 
 def wire_environment(env: EnvironmentSetup) -> None:
@@ -414,6 +444,28 @@ def publish_frontend(env: EnvironmentSetup) -> None:
     s3 = env.client("s3")
     for key, (body, ctype) in files.items():
         s3.put_object(Bucket=bucket_for(env.stage), Key=key, Body=body.encode(), ContentType=ctype)
+
+
+def _provision(setups: Mapping[str, EnvironmentSetup], start_apis: Callable[[], None]) -> None:
+    """Provision every environment, its groups of calls concurrently (a thread each); once every user pool
+    exists, wire the environments and ``start_apis()`` (an API builds its clients and fetches its pools' keys
+    while the other groups finish; it does not need the tables yet). The first error is raised once every
+    started group is done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    plans = [provision_environment(setup) for setup in setups.values()]
+    for_api = [task for first, _ in plans for task in first]
+    others = [task for _, rest in plans for task in rest]
+    with ThreadPoolExecutor(max_workers=len(for_api) + len(others), thread_name_prefix="demo-deploy") as pool:
+        first = [pool.submit(task) for task in for_api]
+        rest = [pool.submit(task) for task in others]
+        for future in first:
+            future.result()
+        for setup in setups.values():
+            wire_environment(setup)
+        start_apis()
+        for future in rest:
+            future.result()
 
 
 def _each(work: Callable[[Any], None], items: Iterable[Any]) -> None:
@@ -458,11 +510,13 @@ class Demo:
               workdir: Path) -> Demo:
         """Start every environment of ``stages`` (env name -> stage) and provision it.
 
-        The fork server loads moto while this process loads the boto3 models; the moto servers and OSV are
-        forked, the environments provisioned in parallel (a thread each, clients of one boto3 session) and
-        wired; then each API is forked with its environment's configuration (it builds and warms its clients
-        before it says it is ready), the frontends are published, and each API's health path and first TTL
-        sweep run before the addresses are handed out.
+        The fork server loads moto (and builds what the moto servers' first requests would) while this process
+        loads the boto3 models; the moto servers and OSV are forked; the environments are provisioned, every
+        group of calls of every environment in parallel (a thread each, clients of one boto3 session); once
+        the user pools exist the environments are wired and each API is forked with its environment's
+        configuration (it builds and warms its clients before it says it is ready) while the other groups
+        finish; then the frontends are published while each API's health path and first TTL sweep run,
+        before the addresses are handed out.
         """
         workdir.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -471,28 +525,39 @@ class Demo:
         procs: list[_Proc] = []
         forks: _ForkServer | None = None
         try:
-            forks = _ForkServer(workdir, MOTO_BACKENDS)
-            procs.append(forks.proc)
-            aws = [forks.spawn("pytest_deploygate.demo.awsserver", ["--account", accounts[n]], f"{n}-aws")
-                   for n in names]
+            # each moto server's listening socket, made here: its address is known now, its clients built
+            # while moto loads; the fork server hands each to its server (this process keeps no copy)
+            listening = {n: _listening_socket() for n in names}
+            try:
+                forks = _ForkServer(workdir, MOTO_BACKENDS, [sock.fileno() for sock in listening.values()])
+                procs.append(forks.proc)
+                endpoints = {n: f"http://127.0.0.1:{sock.getsockname()[1]}" for n, sock in listening.items()}
+                aws = [forks.spawn("pytest_deploygate.demo.awsserver", ["--account", accounts[n]], f"{n}-aws",
+                                   fd=listening[n].fileno()) for n in names]
+            finally:
+                for sock in listening.values():
+                    sock.close()
             osv = forks.spawn("pytest_deploygate.demo.osv", [], "osv")
             procs += [*aws, osv]
             clients = AwsClients()
-            clients.prepare(PROVISIONED_SERVICES)  # boto3 imported, models loaded while moto loads
+            clients.prepare(PROVISIONED_SERVICES, endpoints.values())  # boto3 models and clients, while moto loads
             aws_ready = _wait_ready([*aws, osv], deadline)
             setups = {n: EnvironmentSetup(
                 name=n, stage=stages[n], index=i, faults=faults.get(n, frozenset()), account_id=accounts[n],
-                endpoint_url=aws_ready[f"{n}-aws"]["url"], clients=clients,
+                endpoint_url=endpoints[n], clients=clients,
             ) for i, n in enumerate(names)}
             for setup in setups.values():
                 setup.peers = setups
                 setup.api_env.update(_api_environment(setup))
-            _each(provision_environment, setups.values())
-            for setup in setups.values():
-                wire_environment(setup)
-            apis = [forks.spawn("pytest_deploygate.demo.apigw", [], f"{n}-api", setup.api_env)
-                    for n, setup in setups.items()]
-            procs += apis
+            apis: list[_Proc] = []
+
+            def start_apis() -> None:  # each with its environment's configuration
+                assert forks is not None
+                for n, setup in setups.items():
+                    apis.append(forks.spawn("pytest_deploygate.demo.apigw", [], f"{n}-api", setup.api_env))
+                    procs.append(apis[-1])
+
+            _provision(setups, start_apis)
             api_ready = _wait_ready(apis, deadline)
             state: dict[str, Any] = {
                 "version": 1, "owner_pid": os.getpid(), "workdir": str(workdir), "osv_pid": aws_ready["osv"]["pid"],
@@ -512,10 +577,11 @@ class Demo:
                     **setup.outputs,
                 }
                 setup.api_url = state["environments"][n]["api_url"]
-            _each(publish_frontend, setups.values())
             demo = cls(state, workdir / STATE_FILE, owned=True)
             demo._procs = procs
-            demo.warm()
+            # the frontends published while the APIs warm up
+            _each(lambda work: work(), [*(functools.partial(publish_frontend, s) for s in setups.values()),
+                                        demo.warm])
             demo.write_state()
             return demo
         except BaseException:
