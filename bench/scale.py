@@ -1,7 +1,7 @@
 """The gate's own cost as the work grows: time and peak memory of its controller-side steps.
 
     .venv/bin/python bench/scale.py [--repeat 5] [--findings 1000 5000 20000] [--metrics 1000 2500 10000]
-                                    [--metrics-aws 10000] [--smoke 100 250 1000]
+                                    [--metrics-aws 10000] [--smoke 100 250 1000] [--run-metrics 10000]
 
 * findings: N security findings (10 % of them repeats, as when two checks report the same issue) arrive
   on test reports of 100 findings each and are aggregated by the plugin's collector (deduplicated by
@@ -16,6 +16,11 @@
   is not counted): start-up, collection of N checks, the requests, verdict and report. Its peak RSS is the
   pytest process's own (``os.wait4``); "base" is the same for 1 endpoint. Per endpoint: the time above the
   1-endpoint run, divided by N - 1.
+
+* run-metrics: a whole gate run (``pytest --env bench -m gate --no-builtin-suites``, one passing check) whose
+  conftest records N metrics through ``pytest_deploygate_metrics``, each judged by a threshold: the verdict,
+  the JSON report, the terminal summary and the threshold cases (two test reports each through pytest's
+  hooks, for JUnit and Allure) of N metrics. Per metric: the time above the 1-metric run, pair by pair.
 
 Each figure is one child process per size, run ``--repeat`` times, sizes interleaved (so drift of a
 shared machine hits every size alike); printed as medians with the min-max range. Peak RSS is the child's
@@ -220,6 +225,34 @@ def gate_smoke(n: int, url: str) -> dict[str, float]:
         return {"seconds": elapsed, "items": checks, "peak_mb": usage.ru_maxrss / 1024, "base_mb": 0.0}
 
 
+def gate_metrics(n: int, url: str) -> dict[str, float]:
+    """A whole gate run in which the project's conftest records ``n`` metrics (``pytest_deploygate_metrics``),
+    each judged by a threshold: one check, then the verdict, the JSON report, the terminal summary and the
+    JUnit/Allure threshold cases (two test reports each, through pytest's hooks) of ``n`` metrics."""
+    import os
+
+    with tempfile.TemporaryDirectory(prefix="deploygate-scale-") as tmp:
+        work = Path(tmp)
+        (work / "deploygate.toml").write_text(f'[environments.bench]\nbase_url = "{url}"\n')
+        (work / "thresholds.toml").write_text('[metrics]\n"custom.item_ms" = { fail = "> 1000" }\n')
+        (work / "conftest.py").write_text(
+            "def pytest_deploygate_metrics(config, environment, record):\n"
+            f"    for i in range({n}):\n"
+            "        record('custom.item_ms', float(i % 500), path=f'/api/items/{i}')\n")
+        (work / "test_one.py").write_text("import pytest\n\n\n@pytest.mark.gate\ndef test_ok():\n    pass\n")
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                                 "-q", "--env", "bench", "-m", "gate", "--no-builtin-suites"], cwd=work,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        report = json.loads((work / ".deploygate" / "report.json").read_text())
+        if code != 0 or report["verdict"] != "PASS" or len(report["metrics"]) != n:
+            raise SystemExit(f"run-metrics {n}: exit {code}, verdict {report['verdict']}")
+        return {"seconds": elapsed, "items": n, "peak_mb": usage.ru_maxrss / 1024, "base_mb": 0.0}
+
+
 CHILDREN = {"findings": child_findings, "metrics": child_metrics,
             "metrics+aws": lambda n, tmp: child_metrics(n, tmp, aws=True)}
 
@@ -240,6 +273,8 @@ def main() -> None:
     parser.add_argument("--metrics-aws", type=int, nargs="*", default=[10000],
                         help="metrics again, with AWS credentials (a 600-character session token) among the secrets")
     parser.add_argument("--smoke", type=int, nargs="*", default=[100, 250, 1000])
+    parser.add_argument("--run-metrics", type=int, nargs="*", default=[10000],
+                        help="whole gate runs recording N metrics (per metric: above the 1-metric run)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -255,35 +290,37 @@ def main() -> None:
     plan = [("findings", n) for n in args.findings] + [("metrics", n) for n in args.metrics]
     plan += [("metrics+aws", n) for n in args.metrics_aws]
     plan += [("smoke", n) for n in ([1, *args.smoke] if args.smoke else [])]
+    plan += [("run-metrics", n) for n in ([1, *args.run_metrics] if args.run_metrics else [])]
     samples: dict[tuple[str, int], list[dict[str, float]]] = {p: [] for p in plan}
-    server = _JsonServer() if args.smoke else None
+    server = _JsonServer() if args.smoke or args.run_metrics else None
+    whole = {"smoke": gate_smoke, "run-metrics": gate_metrics}
     try:
         for _ in range(args.repeat):
             for kind, n in plan:
-                samples[(kind, n)].append(gate_smoke(n, server.url) if kind == "smoke" and server
+                samples[(kind, n)].append(whole[kind](n, server.url) if kind in whole and server
                                           else run_child(kind, n))
     finally:
         if server is not None:
             server.stop()
-    if args.smoke:  # a gate run's own cost per endpoint: above the 1-endpoint run, pair by pair
-        one = samples[("smoke", 1)]
-        for n in args.smoke:
-            for run, base in zip(samples[("smoke", n)], one, strict=True):
+    # a gate run's own cost per endpoint (per metric): above the 1-endpoint (1-metric) run, pair by pair
+    for kind, sizes in (("smoke", args.smoke), ("run-metrics", args.run_metrics)):
+        for n in sizes or ():
+            for run, base in zip(samples[(kind, n)], samples[(kind, 1)], strict=True):
                 run["per_s"] = (run["seconds"] - base["seconds"]) / max(n - 1, 1)
                 run["base_mb"] = base["peak_mb"]
     print(f"{args.repeat} runs per size, sizes interleaved; medians (min-max)")
-    print(f"{'work':<18} {'time':>22} {'per item':>20} {'peak RSS':>20} {'base RSS':>9}")
+    print(f"{'work':<20} {'time':>22} {'per item':>20} {'peak RSS':>20} {'base RSS':>9}")
     for (kind, n), runs in samples.items():
         secs = [r["seconds"] for r in runs]
         peaks = [r["peak_mb"] for r in runs]
         per = [r["per_s"] * 1e6 if "per_s" in r else s / n * 1e6 for r, s in zip(runs, secs, strict=True)]
-        print(f"{kind + ' ' + format(n, ','):<18} "
+        print(f"{kind + ' ' + format(n, ','):<20} "
               f"{statistics.median(secs) * 1000:8.1f} ms ({min(secs) * 1000:.0f}-{max(secs) * 1000:.0f}) "
               f"{statistics.median(per):7.1f} µs ({min(per):.1f}-{max(per):.1f}) "
               f"{statistics.median(peaks):7.1f} MB ({min(peaks):.0f}-{max(peaks):.0f}) "
               f"{statistics.median(r['base_mb'] for r in runs):6.1f} MB")
         if kind.startswith("metrics"):
-            print(f"{'':<18}   of which judge {statistics.median(r['judge_s'] for r in runs) / n * 1e6:.1f} µs, "
+            print(f"{'':<20}   of which judge {statistics.median(r['judge_s'] for r in runs) / n * 1e6:.1f} µs, "
                   f"report (build, redact, write) {statistics.median(r['report_s'] for r in runs) / n * 1e6:.1f} µs"
                   f" per metric; besides: terminal summary + Markdown "
                   f"{statistics.median(r['render_s'] for r in runs) / n * 1e6:.1f} µs")

@@ -228,9 +228,50 @@ def redact_value(value: Any, secrets: Iterable[str], _seen: set[int] | None = No
     return value
 
 
+def _plain_texts(values: Iterable[Any], out: list[str], limit: int = 10_000) -> bool:
+    """Add the strings in ``values`` to ``out``; False when they hold anything but strings, numbers, bytes and
+    None in lists, tuples and dicts (which :func:`redact_value` would walk otherwise), or more than ``limit``
+    items (a list that holds itself, say)."""
+    stack = list(values)
+    while stack:
+        limit -= 1
+        if limit < 0:
+            return False
+        value = stack.pop()
+        kind = type(value)
+        if kind is str:
+            out.append(value)
+        elif kind is tuple or kind is list:
+            stack.extend(value)
+        elif kind is dict:
+            stack.extend(value)
+            stack.extend(value.values())
+        elif value is None or kind is int or kind is float or kind is bool or kind is bytes:
+            pass
+        elif isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, (int, float, bytes)):
+            pass
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        else:
+            return False
+    return True
+
+
 def redact_report(report: pytest.TestReport | pytest.CollectReport, secrets: frozenset[str]) -> None:
     """No secret reaches a report: terminal, JUnit, xdist, the JSON report and every other reporter read
     these fields, and the test id (a parametrize id may carry one) is among them."""
+    texts = [report.nodeid]
+    if _plain_texts((report.longrepr, report.sections), texts) and (
+            not isinstance(report, pytest.TestReport)
+            or _plain_texts((report.location, list(report.keywords), report.user_properties), texts)):
+        # every field is plain text: when all of it together holds nothing to mask, no field does (a match in
+        # a field is one in the whole), and the report is left as it is (the gate logs a threshold case, two
+        # reports, per judged metric: 10k of them were ~40 µs each, field by field)
+        joined = "\n".join(texts)
+        if redact(joined, secrets) == joined:
+            return
     report.nodeid = redact(report.nodeid, secrets)
     if report.longrepr is not None:
         report.longrepr = redact_value(report.longrepr, secrets)

@@ -115,6 +115,36 @@ def test_every_field_a_reporter_reads_is_redacted() -> None:
     assert SECRET not in report.longreprtext
 
 
+def _clean_report() -> pytest.TestReport:
+    return pytest.TestReport(
+        nodeid="deploygate::gate::smoke.api.latency_ms{path=/x}", location=("deploygate", None, "gate::x"),
+        keywords={"gate": 1, "smoke": 1}, outcome="passed", longrepr=None, when="teardown",
+        sections=[("Captured stdout teardown", "PASS: smoke.api.latency_ms = 12 ms\n")],
+        user_properties=[("value", "12 ms"), ("samples", 3), ("interval", [1.5, 2.5]), ("labels", {"path": "/x"})])
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("nodeid", f"deploygate::gate::x{{path={SECRET}}}"),
+    ("location", ("deploygate", None, f"gate::{SECRET[:9]}")),  # a piece is enough
+    ("keywords", {"gate": 1, f"x[{SECRET}]": 1}),
+    ("sections", [("Captured stdout teardown", f"token {SECRET[3:15]}\n")]),
+    ("user_properties", [("labels", {"path": f"/x/{SECRET}"}), ("n", 3)]),
+    ("longrepr", f"FAIL: {SECRET}"),
+])
+def test_a_secret_in_any_one_field_of_a_plain_report_is_masked(field: str, value: Any) -> None:
+    report = _clean_report()
+    setattr(report, field, value)
+    redact_report(report, SECRETS)
+    assert SECRET[3:11] not in repr(vars(report)) and MASK in repr(vars(report))
+
+
+def test_a_clean_plain_report_is_left_as_it_is() -> None:
+    report = _clean_report()
+    fields = dict(vars(report))
+    redact_report(report, SECRETS)
+    assert all(getattr(report, k) is v for k, v in fields.items())
+
+
 def test_a_representation_the_walk_does_not_know_is_kept_as_its_redacted_text() -> None:
     class Odd:
         def __str__(self) -> str:
