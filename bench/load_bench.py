@@ -171,6 +171,23 @@ def _locust_child(pid: int) -> int | None:
     return None
 
 
+#: the variable naming the pipe a pre-started Locust waits on (pytest_deploygate.load.RELEASE_VAR)
+RELEASE_VAR = "DEPLOYGATE_LOAD_RELEASE_FD"
+
+
+def _waiting(pid: int) -> bool:
+    """Whether the Locust process ``pid`` was started ahead of its run and still waits for its release (the
+    pipe named in its initial environment is still open: the guard closes it once released)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    for entry in environ:
+        if entry.startswith(RELEASE_VAR.encode() + b"="):
+            return os.path.exists(f"/proc/{pid}/fd/{entry.split(b'=', 1)[1].decode()}")
+    return False
+
+
 def tree_env(tree: Path | None) -> dict[str, str]:
     env = dict(os.environ)
     if tree is not None:
@@ -179,9 +196,10 @@ def tree_env(tree: Path | None) -> dict[str, str]:
 
 
 def run_gate(project: Path, tree: Path | None = None) -> tuple[dict[str, Any], float, dict[str, float]]:
-    """One whole gate session; besides its metrics and wall time, its phases (start-up until Locust starts,
-    Locust, after Locust) and the CPU seconds the pytest process itself burnt while Locust ran (read from
-    /proc every 50 ms: the sampling costs this bench, not the gate)."""
+    """One whole gate session; besides its metrics and wall time, its phases (start-up until Locust's run
+    starts, Locust, after Locust) and the CPU seconds the pytest process itself burnt while Locust ran (read
+    from /proc every 50 ms: the sampling costs this bench, not the gate). A Locust process started ahead of
+    its run (loading while pytest collects) counts from its release; ``prestart_s`` is when it started."""
     report = project / ".deploygate" / "report.json"
     report.unlink(missing_ok=True)
     started = time.perf_counter()
@@ -191,7 +209,7 @@ def run_gate(project: Path, tree: Path | None = None) -> tuple[dict[str, Any], f
                              "--env", "bench", "-m", "performance"], cwd=project, env=tree_env(tree),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     locust_pid = None
-    load_start = load_end = None
+    prestart = load_start = load_end = None
     cpu_start = cpu_end = last = None
     try:
         while proc.poll() is None:
@@ -200,9 +218,11 @@ def run_gate(project: Path, tree: Path | None = None) -> tuple[dict[str, Any], f
             if locust_pid is None:
                 locust_pid = _locust_child(proc.pid)
                 if locust_pid is not None:
-                    load_start, cpu_start = time.perf_counter(), seen
-            elif load_end is None and _locust_child(proc.pid) is None:  # gone, or a zombie (empty cmdline)
-                load_end, cpu_end = time.perf_counter(), seen
+                    prestart = time.perf_counter()
+            if locust_pid is not None and load_start is None and not _waiting(locust_pid):
+                load_start, cpu_start = time.perf_counter(), seen
+            elif load_start is not None and load_end is None and _locust_child(proc.pid) is None:
+                load_end, cpu_end = time.perf_counter(), seen  # gone, or a zombie (empty cmdline)
             time.sleep(0.05)
         proc.wait(timeout=600)
     finally:
@@ -214,7 +234,8 @@ def run_gate(project: Path, tree: Path | None = None) -> tuple[dict[str, Any], f
     metrics = {m["name"]: m["value"] for m in data["metrics"] if not m["labels"]}
     phases: dict[str, float] = {}
     if load_start is not None and load_end is not None and cpu_start and cpu_end and last:
-        phases = {"before_s": load_start - started, "locust_s": load_end - load_start,
+        phases = {"prestart_s": (prestart or load_start) - started, "before_s": load_start - started,
+                  "locust_s": load_end - load_start,
                   "after_s": started + wall - load_end, "cpu_during_load_s": cpu_end[0] - cpu_start[0],
                   # Locust (and its --processes workers), reaped by pytest: the children's CPU pytest waited for
                   "locust_cpu_s": last[1]}
@@ -350,8 +371,10 @@ def overhead(work: Path, duration: float, users: int, clients: list[str], proces
                           f"requests per Locust CPU-s gate/bare {_spread(row['per_cpu_ratio'])}; "
                           f"wall gate/bare {_spread(row['wall_ratio'])} (gate {_spread(row['gate_wall'], '{:.2f}')} s, "
                           f"bare {_spread(row['bare_wall'], '{:.2f}')} s); pytest CPU during the load "
-                          f"{_spread(row.get('cpu_during_load_s', [math.nan]), '{:.2f}')} s; before Locust "
-                          f"{_spread(row.get('before_s', [math.nan]), '{:.2f}')} s, after "
+                          f"{_spread(row.get('cpu_during_load_s', [math.nan]), '{:.2f}')} s; Locust started at "
+                          f"{_spread(row.get('prestart_s', [math.nan]), '{:.2f}')} s, its run at "
+                          f"{_spread(row.get('before_s', [math.nan]), '{:.2f}')} s, Locust "
+                          f"{_spread(row.get('locust_s', [math.nan]), '{:.2f}')} s, after "
                           f"{_spread(row.get('after_s', [math.nan]), '{:.2f}')} s; load average {load_average()}",
                           flush=True)
 
@@ -394,39 +417,10 @@ def agreement(work: Path, duration: float, rate: int, rounds: int, clients: list
 
 
 #: counts, in every Locust process, the requests it made (Locust's request event) and those it reported to
-#: the master (the stats it sent); each process leaves them in worker-counts-<pid>.json at quit
-COUNTING_LOCUSTFILE = """
-import json, os
-from locust import FastHttpUser, constant, events, task
-
-COUNTS = {"role": "", "requests": 0, "reported": 0}
-
-@events.request.add_listener
-def _count(**_):
-    COUNTS["requests"] += 1
-
-@events.init.add_listener
-def _init(environment, **_):
-    from locust.runners import WorkerRunner
-    COUNTS["role"] = "worker" if isinstance(environment.runner, WorkerRunner) else "master"
-    if COUNTS["role"] == "worker":
-        # added after Locust's own listener, which puts the worker's stats into the report
-        @environment.events.report_to_master.add_listener
-        def _sent(client_id, data, **_):
-            COUNTS["reported"] += data["stats_total"]["num_requests"]
-
-@events.quit.add_listener
-def _quit(**_):
-    with open(os.path.join(os.environ.get("COUNTS_DIR", "."), f"worker-counts-{os.getpid()}.json"), "w") as f:
-        json.dump(COUNTS, f)
-
-class Counted(FastHttpUser):
-    wait_time = constant(0)
-
-    @task
-    def root(self):
-        self.client.get("/", name="GET /")
-"""
+#: the master (the stats it sent); each process leaves them in worker-counts-<pid>.json in $COUNTS_DIR at quit
+#: (shared with the tests; here: GET / with no wait)
+COUNTING_LOCUSTFILE = REPO / "tests" / "data" / "counting_locustfile.py"
+COUNTING_ENV = {"COUNTING_PATH": "/", "COUNTING_WAIT_S": "0"}
 
 
 def distributed(work: Path, duration: float, users: int, rounds: int) -> None:
@@ -440,12 +434,11 @@ def distributed(work: Path, duration: float, users: int, rounds: int) -> None:
                 extra = ("workers = 4" if mode == "processes" else
                          f"distributed = {{ expect_workers = 4, bind_port = {port} }}")
                 project = gate_project(work, target, users=users, duration=duration,
-                                       extra=f'locustfile = "counting.py"\n{extra}')
-                (project / "counting.py").write_text(COUNTING_LOCUSTFILE)
+                                       extra=f'locustfile = "{COUNTING_LOCUSTFILE}"\n{extra}')
                 counts = project / "counts"
                 counts.mkdir()
                 workers: list[subprocess.Popen[bytes]] = []
-                env = dict(os.environ, COUNTS_DIR=str(counts))
+                env = dict(os.environ, COUNTS_DIR=str(counts), **COUNTING_ENV)
                 try:
                     if mode == "master":
                         gate = subprocess.Popen([PY, "-m", "pytest", "-p", "no:cacheprovider", "-p",

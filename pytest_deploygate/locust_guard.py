@@ -11,7 +11,8 @@ this file from the master):
 - When the gate process dies (even by SIGKILL), Locust and its local workers die within a second:
   Linux's parent-death signal, and a watchdog thread for what it cannot see.
 
-It also leaves the run's final failures in ``<json-file>_failures.json``, where the gate counts refusals.
+It also leaves the run's final failures in ``<json-file>_failures.json``, where the gate counts refusals,
+and, in a Locust process the gate started ahead of its run, waits for the run's release (below).
 
 Standalone: only the standard library and Locust (a remote worker has nothing else). The gate sets the
 rule and its own identity in the environment variables below; unset, this module does nothing.
@@ -27,7 +28,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from locust import events
 from locust.exception import RescheduleTask
@@ -37,6 +38,8 @@ from locust.exception import RescheduleTask
 READ_ONLY_VAR = "DEPLOYGATE_LOAD_READ_ONLY"
 #: the pid of the gate process (Locust's parent); Locust exits when it is gone
 GATE_VAR = "DEPLOYGATE_GATE_PID"
+#: set by the gate when it starts Locust ahead of its run: the pipe the release comes from
+RELEASE_VAR = "DEPLOYGATE_LOAD_RELEASE_FD"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WATCH_INTERVAL_S = 0.5
 PR_SET_PDEATHSIG = 1
@@ -174,7 +177,7 @@ def gate_alive(pid: int, start: str) -> bool:
     return True
 
 
-def _die(why: str) -> None:
+def _die(why: str) -> NoReturn:
     try:
         sys.stderr.write(f"deploygate: {why}; stopping Locust\n")
         sys.stderr.flush()
@@ -187,7 +190,8 @@ def _die(why: str) -> None:
 
 def _die_with_parent(parent: int) -> None:
     """Linux: the kernel kills this process when the thread that started it exits (the gate blocks in
-    that thread until Locust ends, so only the gate's death can end it first)."""
+    that thread until Locust ends, or started it ahead from its main thread, so only the gate's death can
+    end it first)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: the watchdog alone
@@ -222,6 +226,34 @@ def arm_watchdog() -> None:
     _original("_thread", "start_new_thread")(_watch, (_GATE_PID, _GATE_START, parent))
 
 
+def await_release() -> None:
+    """A Locust process the gate started ahead of its run (Python and Locust loaded while pytest collected)
+    waits here, before Locust reads its options or imports the locustfile, for one line on the pipe: the
+    run's command line (after ``python -m locust``) and its whole environment, which replace this process's.
+    Locust then goes on exactly as if started with them. The pipe closing without a line (the run did not
+    happen, or the gate is gone) ends the process."""
+    fd = os.environ.pop(RELEASE_VAR, "")
+    if not fd.isdigit():
+        return
+    with open(int(fd), "rb") as pipe:  # a plain blocking read: nothing else runs in this process yet
+        line = pipe.readline()
+    if not line.endswith(b"\n"):
+        os._exit(0)
+    try:
+        release = json.loads(line)
+        argv, env = list(map(str, release["argv"])), {str(k): str(v) for k, v in release["env"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        _die(f"unreadable release from the gate ({exc})")
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv[1:] = argv
+    # gevent's loop keeps the time it last looked at (before the wait): its timers (Locust's --run-time among
+    # them) would count the wait as part of the run
+    from gevent import get_hub
+
+    get_hub().loop.update_now()
+
+
 @events.init_command_line_parser.add_listener
 def _options(parser: Any, **_: Any) -> None:
     parser.add_argument("--deploygate-read-only", env_var=READ_ONLY_VAR, default="", include_in_web_ui=False,
@@ -250,11 +282,12 @@ def _on_init(environment: Any, **_: Any) -> None:
     arm_watchdog()
 
 
-events.test_start.add_listener(guard_if_read_only)
-guard_if_read_only()
 _GATE_PID = _gate_pid()
 _GATE_START = ""
 if _GATE_PID is not None:
     _die_with_parent(_GATE_PID)  # the master, as early as possible (the gate is its parent)
     # the gate's start time, read while it is certainly alive: a reused pid is not the gate
     _GATE_START = (_stat(_GATE_PID) or ("", ""))[1]
+await_release()  # started ahead of its run: wait for it (dying with the gate meanwhile), then take its settings
+events.test_start.add_listener(guard_if_read_only)
+guard_if_read_only()

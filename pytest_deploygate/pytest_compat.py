@@ -1,5 +1,6 @@
 """The one workaround that reaches into pytest's private state, kept small and tested here
-(tests/test_unit_pytest_compat.py).
+(tests/test_unit_pytest_compat.py); and a read of pytest's ``-m`` expression parser
+(:func:`mark_expression_selects`), for a hint only.
 
 On CPython 3.11+ a signal that lands on an instruction without a source line leaves ``tb_lineno`` None in
 the traceback, and pytest's own report of the KeyboardInterrupt then crashes (``None - 1``): the run would
@@ -10,6 +11,7 @@ pytest is about to report (``ExceptionInfo`` has no public way to replace its tr
 from __future__ import annotations
 
 import types
+from collections.abc import Collection
 
 import pytest
 
@@ -47,4 +49,20 @@ def fix_interrupt_traceback(excinfo: pytest.ExceptionInfo[BaseException]) -> boo
     return True
 
 
-__all__ = ["fix_interrupt_traceback", "numbered"]
+def mark_expression_selects(expression: str, names: Collection[str]) -> bool | None:
+    """Whether ``-m expression`` selects a test whose markers are ``names`` (none with keyword arguments), as
+    pytest will decide at collection; None when this cannot tell (an expression pytest rejects, or a pytest
+    release that moved its expression parser, ``_pytest.mark.expression``). A hint for work started ahead of
+    collection, never a selection: pytest still deselects by its own rule."""
+    try:
+        from _pytest.mark.expression import Expression
+
+        def matcher(name: str, /, **kwargs: object) -> bool:
+            return name in names and not kwargs
+
+        return bool(Expression.compile(expression).evaluate(matcher))  # type: ignore[arg-type,unused-ignore]
+    except Exception:
+        return None
+
+
+__all__ = ["fix_interrupt_traceback", "mark_expression_selects", "numbered"]

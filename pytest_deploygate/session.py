@@ -186,6 +186,52 @@ class GateSession:
         builtin = config.getini("deploygate_builtin_suites") and not config.getoption("deploygate_no_suites")
         if builtin and config.args_source != pytest.Config.ArgsSource.ARGS:
             config.args.append(str(suites_dir()))
+            self._prestart_load()
+
+    def _prestart_load(self) -> None:
+        """Start the load's Locust process now, while pytest collects and launches (Python and Locust load in
+        ~0.3 s; it then waits for the performance test to release it: see ``load.Prestarted``), when the
+        built-in load test is to run Locust in this process: not an xdist run, a ``-m`` that selects the
+        performance suite, no ``-k``, load allowed on the environment and something to load it with. If the
+        test then does not run it (deselected, skipped, failed before, interrupted), it is ended by its pid."""
+        config, run = self.config, self.run
+        opt = config.option
+        if run is None or self.worker or runs_no_tests(config) or getattr(opt, "numprocesses", None) \
+                or getattr(opt, "setuponly", False) or getattr(opt, "setupplan", False) or getattr(opt, "keyword", ""):
+            return
+        from .load import LOAD_TEST_MARKS, PRESTART, PRESTARTED, LocustRun, load_workdir
+
+        if not PRESTART:
+            return
+
+        if getattr(opt, "markexpr", ""):
+            from .pytest_compat import mark_expression_selects
+
+            if not mark_expression_selects(opt.markexpr, LOAD_TEST_MARKS):
+                return
+        env = run.environment
+        spec = env.performance
+        if not (spec.tasks or (spec.locustfile and Path(spec.locustfile).is_file())) \
+                or env.load_refused(run.allow_load) \
+                or (env.read_only(run.allow_writes) and any(t.writes for t in spec.tasks)):
+            return  # no load (nothing to run, the probe, or a refusal): the test never starts Locust
+        try:
+            prestarted = LocustRun(env, spec, load_workdir(run.settings.report_path),
+                                   allow_writes=run.allow_writes).prestart()
+        except OSError:
+            return  # the test starts Locust itself
+        config.stash[PRESTARTED] = prestarted
+
+    def _discard_prestarted(self, items: list[pytest.Item] | None = None) -> None:
+        """End the pre-started Locust process (by its pid) unless ``items`` hold the load test to release it."""
+        from .load import PRESTARTED, load_test
+
+        prestarted = self.config.stash.get(PRESTARTED, None)
+        if prestarted is None or prestarted.done:
+            return
+        if items is not None and any(load_test(item.path, suites_dir()) for item in items):
+            return
+        prestarted.discard()
 
     def _install_sigterm(self) -> None:
         """Turn SIGTERM into KeyboardInterrupt so a killed run still tears down what it started (restored
@@ -225,6 +271,7 @@ class GateSession:
     # the target: launched once, on the controller, once there is a check to run
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self._discard_prestarted(session.items)  # the load test is not to run: no Locust waits for it
         if self.worker or runs_no_tests(self.config) or not session.items:
             return
         self.launch()
@@ -332,6 +379,14 @@ class GateSession:
             if dropped:
                 items[:] = [i for i in items if i not in dropped]
                 self.config.hook.pytest_deselected(items=dropped)
+
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        """The load test is over: a pre-started Locust it did not release (skipped, or failed before the
+        load) is ended."""
+        from .load import load_test
+
+        if load_test(item.path, suites_dir()):
+            self._discard_prestarted()
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         """Protected environments are read-only: destructive checks need an explicit --allow-writes."""
@@ -467,6 +522,7 @@ class GateSession:
         leave the report's final word."""
         for ledger in list(self.ledgers):
             ledger.purge()
+        self._discard_prestarted()
         if self.run is not None:
             from .guard import remove_process_guard
 

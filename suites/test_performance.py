@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_deploygate.http import CheckFailure, WriteRefused, auth_credential
-from pytest_deploygate.load import LoadResult, LocustRun, Progress, probe
+from pytest_deploygate.load import PRESTARTED, LoadResult, LocustRun, Progress, load_workdir, probe
 
 if TYPE_CHECKING:
     from pytest_deploygate.config import Environment
@@ -92,13 +92,13 @@ def test_performance(deploy_env, deploygate_run, api, gate, request) -> None:  #
     if spec.locustfile and not Path(spec.locustfile).is_file():
         raise CheckFailure(f"performance: locustfile {spec.locustfile} not found (performance.locustfile, "
                            f"relative to {Path.cwd()})")
-    workdir = deploygate_run.settings.report_path.parent / "performance"
-    runner = LocustRun(deploy_env, spec, workdir, auth_value=_load_auth(deploy_env, deploygate_run),
-                       allow_writes=deploygate_run.allow_writes)
+    runner = LocustRun(deploy_env, spec, load_workdir(deploygate_run.settings.report_path),
+                       auth_value=_load_auth(deploy_env, deploygate_run), allow_writes=deploygate_run.allow_writes)
     request.addfinalizer(runner.stop)  # an interrupted run never leaves Locust behind
     show, done = _live_line(request.config, spec.duration_s)
     try:
-        outcome = runner.run(deploygate_run.policy, show)
+        # the Locust process the session started while pytest collected, if any: released now, or replaced
+        outcome = runner.run(deploygate_run.policy, show, request.config.stash.get(PRESTARTED, None))
     finally:
         done()
     for name, path in outcome.artifacts.items():

@@ -180,6 +180,55 @@ def test_locust_and_its_workers_die_with_a_killed_gate(gate_project: Gate) -> No
         demo.stop()
 
 
+def _waits_on_its_pipe(pid: int) -> bool:
+    try:
+        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_locust_started_ahead_dies_with_the_gate_before_its_run(gate_project: Gate, how: str) -> None:
+    """The session starts Locust while pytest collects; it waits in the guard for the load test. The gate
+    killed (SIGKILL: no teardown runs) or interrupted (SIGTERM) before the load test: the waiting Locust is
+    gone within seconds, and no load ever reached the target."""
+    config = gate_project.path / "deploygate.toml"
+    config.write_text(config.read_text() + textwrap.dedent("""
+        [environments.staging.performance]
+        users = 4
+        duration_s = 60
+        warmup_s = 0
+    """))
+    # collection that never ends: the gate sits between Locust's start and the load test
+    (gate_project.path / "conftest.py").write_text("import time\n\n\ndef pytest_collection_modifyitems():\n"
+                                                   "    time.sleep(300)\n")
+    demo = RunningDemo(gate_project, [])
+    gate = gate_project.start("--env", "staging", "-m", "gate and performance")
+    try:
+        pids = wait_for(lambda: [p for p in _locust_pids(gate_project) if _waits_on_its_pipe(p)], timeout=120,
+                        what="a Locust started ahead, waiting for its run")
+        served = requests.get(demo.api("staging") + "/_demo/stats", timeout=10).json()["requests"]
+        stopped = time.monotonic()
+        if how == "SIGKILL":
+            gate.kill()
+            gate.wait(timeout=30)
+        else:
+            gate.send_signal(signal.SIGTERM)
+            assert gate.wait(timeout=60) == 2  # interrupted
+        wait_for(lambda: not _locust_pids(gate_project), timeout=20, what="Locust to exit")
+        assert time.monotonic() - stopped < 10 and pids
+        # no load ran (an interrupted gate's own clean-up may send a request or two; the load, hundreds)
+        assert not (gate_project.path / ".deploygate" / "performance" / "locust-staging.json").exists()
+        assert requests.get(demo.api("staging") + "/_demo/stats", timeout=10).json()["requests"] - served < 5
+    finally:
+        if gate.poll() is None:
+            gate.kill()
+        for pid in _locust_pids(gate_project):  # only if the test failed: what this test's gate started
+            os.kill(pid, signal.SIGKILL)
+        demo.stop()
+
+
 @pytest.mark.e2e
 def test_distributed_workers_get_the_rule_from_the_master(gate_project: Gate) -> None:
     """A remote worker has none of the gate's environment variables: the rule reaches it from the master
@@ -233,10 +282,11 @@ def test_distributed_workers_get_the_rule_from_the_master(gate_project: Gate) ->
 
 def test_the_gate_and_the_guard_in_locust_agree_on_their_variables() -> None:
     from pytest_deploygate.failures import READ_METHODS
-    from pytest_deploygate.load import GATE_VAR, GUARD, READ_ONLY_VAR
+    from pytest_deploygate.load import GATE_VAR, GUARD, READ_ONLY_VAR, RELEASE_VAR
 
     source = GUARD.read_text()  # read, never imported here: it patches Locust's clients where it loads
     assert f'READ_ONLY_VAR = "{READ_ONLY_VAR}"' in source and f'GATE_VAR = "{GATE_VAR}"' in source
+    assert f'RELEASE_VAR = "{RELEASE_VAR}"' in source
     # Locust loads a copy of the guard without the package: its own list of reads must be the gate's
     reads = ", ".join(f'"{m}"' for m in ("GET", "HEAD", "OPTIONS"))
     assert READ_METHODS == {"GET", "HEAD", "OPTIONS"} and f"READ_METHODS = frozenset({{{reads}}})" in source

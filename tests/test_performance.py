@@ -10,7 +10,11 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -210,7 +214,9 @@ def test_interrupting_the_load_leaves_no_locust(gate_project: Gate) -> None:
     shorten(gate_project, duration=30, min_requests=10)
     proc = gate_project.start("--env", "staging", "-m", "gate and performance")
     try:
-        wait_for(lambda: running_processes(LOCUST, str(gate_project.path)), what="locust to start")
+        # Locust's run has begun (it starts ahead, during collection, and waits on a pipe until the test's release)
+        wait_for(lambda: [p for p in running_processes(LOCUST, str(gate_project.path))
+                          if not _waits_on_its_pipe(int(p.split(" ", 1)[0]))], what="locust to start its run")
         time.sleep(1.5)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 2
@@ -298,47 +304,17 @@ def test_distributed_master_with_two_workers_on_loopback(gate_project: Gate) -> 
     assert count["value"] >= 20
 
 
-#: a locustfile that counts, in every Locust process, the requests it made (Locust's request event) and the
-#: requests its stats reports to the master carried; each process leaves them in worker-counts-<pid>.json
-COUNTING_LOCUSTFILE = """
-import json, os
-from locust import FastHttpUser, constant, events, task
-
-COUNTS = {"role": "", "requests": 0, "reported": 0}
-
-@events.request.add_listener
-def _count(**_):
-    COUNTS["requests"] += 1
-
-@events.init.add_listener
-def _init(environment, **_):
-    from locust.runners import WorkerRunner
-    COUNTS["role"] = "worker" if isinstance(environment.runner, WorkerRunner) else "master"
-    if COUNTS["role"] == "worker":  # added after Locust's own listener, which fills the report
-        @environment.events.report_to_master.add_listener
-        def _sent(client_id, data, **_):
-            COUNTS["reported"] += data["stats_total"]["num_requests"]
-
-@events.quit.add_listener
-def _quit(**_):
-    with open(f"worker-counts-{os.getpid()}.json", "w") as f:
-        json.dump(COUNTS, f)
-
-class Counted(FastHttpUser):
-    wait_time = constant(0.02)
-
-    @task
-    def health(self):
-        self.client.get("/health", name="GET /health")
-"""
+#: counts, in every Locust process, the requests it made and those its reports to the master carried (shared with
+#: bench/load_bench.py; its defaults: GET /health every 0.02 s per user, the counts in Locust's working directory)
+COUNTING_LOCUSTFILE = Path(__file__).with_name("data") / "counting_locustfile.py"
 
 
 def test_the_verdict_of_four_workers_counts_every_workers_requests(gate_project: Gate) -> None:
     """``workers = 4`` (Locust --processes 4): the request count the gate judges is the sum of what the four
     worker processes sent, by their own count (no latency verdict here)."""
-    (gate_project.path / "counting.py").write_text(COUNTING_LOCUSTFILE)
     # no warm-up: its --reset-stats would drop what the workers sent before it
-    shorten(gate_project, duration=3, min_requests=1, warmup=0, extra='locustfile = "counting.py"\nworkers = 4')
+    shorten(gate_project, duration=3, min_requests=1, warmup=0,
+            extra=f'locustfile = "{COUNTING_LOCUSTFILE}"\nworkers = 4')
     res = gate_project.run("--env", "staging", "-m", "gate and performance")
     assert res.report is not None, res.output
     workdir = gate_project.path / ".deploygate" / "performance"
@@ -375,3 +351,122 @@ def test_distributed_master_fails_clearly_when_workers_do_not_join(gate_project:
     assert running_processes(LOCUST, str(gate_project.path)) == []
     # The live line says what the run is waiting for instead of counting load seconds past the duration.
     assert "load: starting, " in res.stdout and f"waiting for 2 Locust workers at 127.0.0.1:{port}" in res.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# a Locust process started ahead of its run (while pytest collects): it waits in the guard until released
+
+
+class _Counting(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    served: list[int]
+
+    def do_GET(self) -> None:
+        self.served[0] += 1
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _counting_server() -> Iterator[tuple[str, list[int]]]:
+    """A loopback server that counts the requests it answered."""
+    served = [0]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Counting", (_Counting,), {"served": served}))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _load_run(url: str, workdir: Path):  # type: ignore[no-untyped-def]
+    from pytest_deploygate.config import AwsSpec, Environment, HttpSpec
+    from pytest_deploygate.load import LocustRun
+    from pytest_deploygate.sections import LoadTask, PerformanceSpec, SmokeSpec
+
+    env = Environment(name="staging", service="svc", stage="s", base_url=url, frontend_url="", protected=False,
+                      launch=None, aws=AwsSpec(), auth=None, tables=(), buckets=(), http=HttpSpec(), smoke=SmokeSpec())
+    spec = PerformanceSpec(users=2, spawn_rate=2.0, duration_s=2.0, warmup_s=0.0, min_requests=1, abort_on_fail=False,
+                           pacing_s=0.05, tasks=(LoadTask("root", path="/"),))
+    return LocustRun(env, spec, workdir)
+
+
+def _waits_on_its_pipe(pid: int) -> bool:
+    """The process sleeps reading a pipe (the guard waiting for its release), by the kernel's word."""
+    try:
+        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.e2e
+def test_a_prestarted_locust_sends_nothing_until_released_then_runs_the_whole_load(tmp_path: Path) -> None:
+    from pytest_deploygate.thresholds import Policy
+
+    with _counting_server() as (url, served):
+        workdir = tmp_path / "performance"
+        prestarted = _load_run(url, workdir).prestart()
+        try:
+            wait_for(lambda: _waits_on_its_pipe(prestarted.pid), timeout=60, what="Locust waiting in the guard")
+            time.sleep(0.5)
+            assert prestarted.proc.poll() is None and served[0] == 0  # loaded, waiting: no user, no request
+            assert not (workdir / "locust-staging.json").exists()
+            released = time.monotonic()
+            outcome = _load_run(url, workdir).run(Policy(None, ()), None, prestarted)
+            ran = time.monotonic() - released
+        finally:
+            prestarted.discard()
+    assert prestarted.done and outcome.exit_code == 0, outcome.log_tail
+    result = outcome.result
+    assert result is not None and result.failures == 0 and 0 < result.requests <= served[0], (result, served)
+    # its run, duration and users started at the release: the whole 2 s of load came after it
+    assert ran >= 2.0 and result.duration_s > 1.0
+    assert "Traceback" not in outcome.log_tail and set(outcome.artifacts) >= {"locust_json", "locust_html"}
+
+
+@pytest.mark.e2e
+def test_a_prestarted_locust_that_is_never_released_is_ended(tmp_path: Path) -> None:
+    """Discarded (the load test did not run): killed by its pid at once. Its pipe closed without a release
+    (the gate is gone): it ends by itself, having sent nothing."""
+    with _counting_server() as (url, served):
+        discarded = _load_run(url, tmp_path / "a").prestart()
+        wait_for(lambda: _waits_on_its_pipe(discarded.pid), timeout=60, what="Locust waiting in the guard")
+        discarded.discard()
+        assert discarded.proc.returncode == -signal.SIGKILL and discarded.done
+        orphan = _load_run(url, tmp_path / "b").prestart()
+        try:
+            wait_for(lambda: _waits_on_its_pipe(orphan.pid), timeout=60, what="Locust waiting in the guard")
+            orphan._close()  # what the gate's death does to the pipe
+            assert orphan.proc.wait(timeout=30) == 0
+        finally:
+            orphan.discard()
+        assert served[0] == 0
+
+
+def test_the_load_tests_markers_are_the_ones_matched_before_collection() -> None:
+    """``-m`` is matched against LOAD_TEST_MARKS before collection (to start Locust ahead): they must be the
+    load test's own."""
+    from pytest_deploygate.load import LOAD_TEST_MARKS
+    from pytest_deploygate.suites import test_performance as suite
+
+    assert {mark.name for mark in suite.pytestmark} == LOAD_TEST_MARKS
+    assert not getattr(suite.test_performance, "pytestmark", [])  # no marker of its own on the function
+
+
+def test_a_deselected_load_test_leaves_no_prestarted_locust(gate_project: Gate) -> None:
+    """The session starts Locust while pytest collects; deselected (here by --deselect, which the session
+    cannot foresee), the load test never releases it, and the session ends it by its pid."""
+    shorten(gate_project)
+    res = gate_project.run("--env", "staging", "-m", "gate and (smoke or performance)", "--deselect",
+                           "test_performance.py::test_performance")
+    assert res.ret == 0, res.output
+    assert "deselected" in res.stdout and res.report is not None and "performance" not in res.report["categories"]
+    workdir = gate_project.path / ".deploygate" / "performance"
+    assert (workdir / "locust-staging.log").exists()  # it was started ahead ...
+    assert not (workdir / "locust-staging.json").exists()  # ... and never ran
+    assert running_processes(LOCUST, str(gate_project.path)) == []

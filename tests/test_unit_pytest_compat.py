@@ -73,3 +73,17 @@ def test_the_exception_info_pytest_reports_is_fixed_in_place() -> None:
     assert all(e.lineno is not None for e in info.traceback)  # pytest's own view of it now has lines
     assert "KeyboardInterrupt" in str(info.getrepr())
     assert fix_interrupt_traceback(info) is False  # nothing left to fix
+
+
+def test_a_mark_expression_is_matched_as_pytest_will_before_collection() -> None:
+    """The hint that starts Locust ahead of collection (only when ``-m`` selects the load test): pytest's own
+    expression language; None (no hint) for what pytest rejects."""
+    from pytest_deploygate.pytest_compat import mark_expression_selects
+
+    marks = {"gate", "performance", "xdist_group"}
+    for expression in ("performance", "gate and performance", "gate and (performance or smoke)", "not smoke",
+                       "performance and not destructive"):
+        assert mark_expression_selects(expression, marks) is True, expression
+    for expression in ("smoke", "not performance", "smoke or crud", "xdist_group(name='other')"):
+        assert mark_expression_selects(expression, marks) is False, expression
+    assert mark_expression_selects("performance and (", marks) is None
