@@ -17,11 +17,20 @@ smoke"`` (the built-in suites' smoke checks only; start-up, launch, checks, verd
 
 Every command passes ``-p no:cacheprovider -p no:hypothesispytest`` (hypothesis comes with the project's
 test extra, not with the plugin, and its pytest plugin alone costs ~0.4 s here).
+
+Start-up, the plugin's modules come from this checkout (an editable install: pytest assertion-rewrites only the
+fixtures module, named in ``pytest_plugins``) or, with ``PYTHONPATH`` naming a tree, from that tree: pytest then
+rewrites every module of the package it imports, as it does for a wheel install. ``--tree BEFORE --tree NOW``
+adds the same two commands run from each tree in turn (both through ``PYTHONPATH``). Without a bytecode cache
+(``PYTHONDONTWRITEBYTECODE=1``, or a read-only site-packages) every run compiles and rewrites what it imports;
+``--cached`` lets the children write the cache (all of it, in a directory of the bench's own:
+``PYTHONPYCACHEPREFIX``) and warms it up first.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -33,9 +42,10 @@ REPO = Path(__file__).resolve().parent.parent
 LAST_OUTPUT: list[str] = []
 
 
-def _once(cmd: list[str], cwd: Path) -> float:
+def _once(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(cmd, cwd=cwd, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env)
     elapsed = time.perf_counter() - start
     if done.returncode not in (0, 5):  # a figure of a run that failed would measure something else
         raise SystemExit(f"{' '.join(cmd)}: exit {done.returncode}\n{done.stdout[-3000:]}")
@@ -43,14 +53,16 @@ def _once(cmd: list[str], cwd: Path) -> float:
     return elapsed
 
 
-def paired(a: list[str], b: list[str], cwd: Path, repeat: int) -> tuple[float, float, list[float]]:
-    """Medians of A and B and the ratios A/B, run in turn after one warm-up of each."""
-    _once(a, cwd)
-    _once(b, cwd)
+def paired(a: list[str], b: list[str], cwd: Path, repeat: int, env_a: dict[str, str] | None = None,
+           env_b: dict[str, str] | None = None) -> tuple[float, float, list[float]]:
+    """Medians of A and B and the ratios A/B, run in turn after one warm-up of each (with their own
+    environments, when given)."""
+    _once(a, cwd, env_a)
+    _once(b, cwd, env_b)
     times_a, times_b = [], []
     for _ in range(repeat):
-        times_a.append(_once(a, cwd))
-        times_b.append(_once(b, cwd))
+        times_a.append(_once(a, cwd, env_a))
+        times_b.append(_once(b, cwd, env_b))
     ratios = [x / y for x, y in zip(times_a, times_b, strict=True)]
     return statistics.median(times_a), statistics.median(times_b), ratios
 
@@ -81,7 +93,11 @@ def without_serverless() -> None:
 
     serverless = getattr(launcher, "serverless", None)
     if serverless is not None:
-        serverless.provision = serverless.wire = lambda env: None
+        for name in ("provision", "wire", "table_options", "bucket_options"):  # whichever the tree has
+            if hasattr(serverless, name):
+                setattr(serverless, name, lambda *args, **kwargs: None)
+        if hasattr(serverless, "tasks"):
+            serverless.tasks = lambda env: ([], [])
     if hasattr(launcher, "MOTO_BACKENDS"):
         launcher.MOTO_BACKENDS = ("dynamodb", "s3")
         launcher.PROVISIONED_SERVICES = ("dynamodb", "s3")
@@ -120,6 +136,46 @@ def launch(work: Path, repeat: int) -> None:
           f"({min(stops) * 1000:.0f}-{max(stops) * 1000:.0f})")
 
 
+def startup(base: list[str], without: list[str], work: Path, repeat: int, trees: list[str], cached: bool) -> None:
+    """The start-up pairs: with the plugin vs without it, inactive and active; then, given two trees, each
+    command from one tree vs the other."""
+    env = dict(os.environ)
+    if cached:  # in a cache of the bench's own (PYTHONPYCACHEPREFIX): nothing written into a tree or the venv
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    where = f"PYTHONPATH={env['PYTHONPATH']}" if env.get("PYTHONPATH") else "this checkout"
+    print(f"{repeat} pairs each, in turn after a warm-up; medians, ratio median (min-max); plugin from {where}; "
+          + ("bytecode cached" if cached else "no bytecode cache (PYTHONDONTWRITEBYTECODE=1)"))
+    inactive = [*base, "test_trivial.py"]
+    active = [*base, "--env", "staging", "--no-builtin-suites", "test_trivial.py"]
+    if cached:  # write the caches (the plugin's modules, pytest's rewritten copies) before anything is counted
+        for cmd in (inactive, active, without):
+            _once(cmd, work, env)
+    a, b, r = paired(inactive, without, work, repeat, env, env)
+    print(_line("pytest --co -q, plugin inactive (no --env)", a, b, r))
+    a, b, r = paired(active, without, work, repeat, env, env)
+    print(_line("pytest --co -q --env staging --no-builtin-suites", a, b, r))
+    if not trees:
+        return
+    if len(trees) != 2:
+        raise SystemExit("--tree: give two trees, BEFORE then NOW")
+    before, now = ({**env, "PYTHONPATH": str(Path(t).resolve())} for t in trees)
+    print(f"NOW ({trees[1]}) vs BEFORE ({trees[0]}), each through PYTHONPATH")
+    if cached:
+        for tree_env in (before, now):
+            for cmd in (inactive, active):
+                _once(cmd, work, tree_env)
+    for label, cmd in (("inactive", inactive), ("active", active)):
+        a, b, r = paired(cmd, cmd, work, repeat, now, before)
+        print(_line(f"{label}: now vs before", a, b, r))
+    for label, tree_env in (("before", before), ("now", now)):
+        for what, cmd in (("inactive", inactive), ("active", active)):
+            a, b, r = paired(cmd, without, work, repeat, tree_env, tree_env)
+            print(_line(f"{label}, {what} vs -p no:deploygate", a, b, r))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=9)
@@ -129,6 +185,10 @@ def main() -> None:
                         help="only the reference deployment's launch, first requests and stop")
     parser.add_argument("--without-serverless", action="store_true",
                         help="launch without the serverless resources (tables, buckets, APIs, OSV only)")
+    parser.add_argument("--tree", action="append", default=[], metavar="DIR",
+                        help="twice, BEFORE then NOW: also pair the start-up commands across the two trees")
+    parser.add_argument("--cached", action="store_true",
+                        help="start-up with a bytecode cache (the children may write it; warmed up first)")
     args = parser.parse_args()
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,12 +202,7 @@ def main() -> None:
         if args.launch_only:
             launch(work, args.repeat)
             return
-        print(f"{args.repeat} pairs each, in turn after a warm-up; medians, ratio median (min-max)")
-        a, b, r = paired([*base, "test_trivial.py"], without, work, args.repeat)
-        print(_line("pytest --co -q, plugin inactive (no --env)", a, b, r))
-        a, b, r = paired([*base, "--env", "staging", "--no-builtin-suites", "test_trivial.py"], without, work,
-                         args.repeat)
-        print(_line("pytest --co -q --env staging --no-builtin-suites", a, b, r))
+        startup(base, without, work, args.repeat, args.tree, args.cached)
         if args.startup_only:
             return
 

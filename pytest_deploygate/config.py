@@ -7,6 +7,8 @@ in sections.py or, for ``resources`` and ``monitoring``, in resources.py, that i
 defaults and builder); the rules *between* sections live in :func:`_build_environment`. The machinery
 (TOML with line numbers, validation, ``${VAR}``) is schema.py. Pure configuration: no pytest import. Every
 problem is a :class:`ConfigError` naming file, line and key.
+
+PYTEST_DONT_REWRITE (loaded at pytest's start: see plugin.py).
 """
 
 from __future__ import annotations

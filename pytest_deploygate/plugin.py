@@ -1,15 +1,23 @@
 """pytest hooks of the deployment gate: options and markers. With ``--env`` (or ``DEPLOYGATE_ENV``), a
 :class:`~pytest_deploygate.session.GateSession` is registered that owns the run: launch, collection of
-metrics, the verdict and the reports."""
+metrics, the verdict and the reports.
+
+PYTEST_DONT_REWRITE: pytest assertion-rewrites every module of an installed plugin's distribution that it
+imports (``_mark_plugins_for_rewrite``), and without a bytecode cache (``PYTHONDONTWRITEBYTECODE``, a read-only
+site-packages) it does so in every run. The modules loaded at start-up carry this word in their docstring:
+pytest then skips its pass over their asserts (internal invariants, not checks a user reads); it still parses
+and compiles them, so what counts most is importing little at start (bench/README.md, startup.py)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 
 import pytest
 
-# Installed, the plugin loads in every pytest run of the environment: what judges and reports (config,
-# gate, thresholds, redaction, requests) is imported by the session, once --env is given.
+# Installed, the plugin loads in every pytest run of the environment: this module (the hooks) and the fixture
+# definitions, nothing else of the plugin. What configures, judges and reports (the run state, config, gate,
+# thresholds, redaction) is imported by the session, once --env is given.
 pytest_plugins = ["pytest_deploygate.fixtures"]
 
 MARKERS = {
@@ -73,12 +81,22 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     correct_rootdir(early_config, parser, args)
 
 
+def env_name_from(option: str | None, ini: str | None) -> tuple[str | None, str]:
+    """The selected environment and where it was named: ``--env``, then ``DEPLOYGATE_ENV``, then the
+    ``deploygate_env`` ini value; (None, "") when none is: the plugin is then installed but inactive."""
+    if option:
+        return option, "--env"
+    if os.environ.get("DEPLOYGATE_ENV"):
+        return os.environ["DEPLOYGATE_ENV"], "DEPLOYGATE_ENV"
+    if ini:
+        return ini, "ini deploygate_env"
+    return None, ""
+
+
 @pytest.hookimpl(tryfirst=True)  # first, so that an interrupt in any other plugin's configure is this run's
 def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
-    from .run import env_name_from
-
     if not env_name_from(config.getoption("deploygate_env"), config.getini("deploygate_env"))[0]:
         return  # installed but inactive: the session module is not even loaded
     from .session import ExitStatusWatch, is_worker, start_session

@@ -9,6 +9,8 @@ The report is a file: ``report = "…"`` (relative to the configuration's direct
 A report that is missing, unreadable, of another environment or without a finishing time is *could not
 check* (:class:`~pytest_deploygate.failures.Unverified`, naming the path); one that says staging did not
 pass, has not finished, or passed too long ago is a finding. Pure: no pytest import.
+
+PYTEST_DONT_REWRITE (loaded at pytest's start: see plugin.py).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ the environment's account, and returns what it found or raises
 
 Resource names are templates (``{service}-{stage}-api``), filled in per environment when probed. No pytest
 import; botocore is imported only when a probe runs.
+
+PYTEST_DONT_REWRITE (loaded at pytest's start: see plugin.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ once and hands the report model to each renderer (see :mod:`pytest_deploygate.se
 from __future__ import annotations
 
 import json
-import os
 import secrets as _secrets
 import time
 from collections.abc import Mapping
@@ -325,17 +324,6 @@ def get_run(config: pytest.Config) -> GateRun | None:
     return session.run if session is not None else None
 
 
-def env_name_from(option: str | None, ini: str | None) -> tuple[str | None, str]:
-    """``--env``, then ``DEPLOYGATE_ENV``, then the ``deploygate_env`` ini value."""
-    if option:
-        return option, "--env"
-    if os.environ.get("DEPLOYGATE_ENV"):
-        return os.environ["DEPLOYGATE_ENV"], "DEPLOYGATE_ENV"
-    if ini:
-        return ini, "ini deploygate_env"
-    return None, ""
-
-
 def __getattr__(name: str) -> Any:
     if name == "ConfigError":  # still importable from here, without loading the config module at start-up
         from .config import ConfigError
@@ -347,6 +335,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ARTIFACT_PROPERTY", "FINDING_PROPERTY", "METRICS_ATTR", "METRICS_KEY", "NOTE_PROPERTY", "THRESHOLD_PREFIX",
     "VERDICT_NODEID",
-    "ConfigError", "GateRun", "Results", "RunSettings", "RunStart", "Target", "env_name_from", "get_run",
+    "ConfigError", "GateRun", "Results", "RunSettings", "RunStart", "Target", "get_run",
     "new_run_id",
 ]

@@ -3,6 +3,8 @@ expansion, and :class:`Section`, the base of every table declared as a dataclass
 
 Nothing here knows a deploygate key. Every problem is a :class:`ConfigError` naming file, line and key.
 No pytest import.
+
+PYTEST_DONT_REWRITE (loaded at pytest's start: see plugin.py).
 """
 
 from __future__ import annotations
@@ -64,6 +66,14 @@ class Source:
             if found:
                 line = other
         return ConfigError(message, file=self.path, line=line, key=".".join(key_path) or None)
+
+
+class _Trial(Source):
+    """The document while :func:`validate` tries the options of an :class:`Either`: whether the value fits is
+    all that counts (an option's error is dropped), so an error here skips the search for its line."""
+
+    def error(self, message: str, key_path: tuple[str, ...] = (), also: tuple[str, ...] | None = None) -> ConfigError:
+        return ConfigError(message, file=self.path, key=".".join(key_path) or None)
 
 
 #: How deep tables and arrays may nest. No real configuration goes past a handful of levels; a limit
@@ -375,9 +385,10 @@ def validate(value: Any, spec: Any, src: Source, path: tuple[str, ...]) -> None:
         for i, sub in enumerate(value):
             validate(sub, spec[0], src, (*path, f"[{i}]"))
     elif isinstance(spec, Either):
+        trial = _Trial(src.path, src.text, src.data, src.prefix)
         for option in spec.specs:
             try:
-                validate(value, option, src, path)
+                validate(value, option, trial, path)
                 return
             except ConfigError:
                 continue

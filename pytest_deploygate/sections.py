@@ -9,6 +9,8 @@ derived at load) live in the section's ``from_table``; rules between sections li
 Environment sections: ``aws``, ``auth``, ``http`` (how to reach it), ``smoke``, ``crud``, ``isolation``,
 ``performance``, ``security`` (what the built-in suites check). Project sections: ``publish.cloudwatch``,
 ``publish.webhook``. No pytest import.
+
+PYTEST_DONT_REWRITE (loaded at pytest's start: see plugin.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ check to run → collect metrics, outcomes, notes and findings from every test r
 too) → judge them against the policy → build one report model → hand it to each renderer.
 
 Modelled on pytest-xdist's ``DSession`` and pytest's ``LogXML``: ``plugin.py`` registers options and
-creates this object; the object keeps all the run's state (no module-level mutable state)."""
+creates this object; the object keeps all the run's state (no module-level mutable state).
+
+PYTEST_DONT_REWRITE (loaded at pytest's start: see plugin.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import __version__
 from .failures import CheckFailure
+from .plugin import env_name_from
 from .run import (
     METRICS_ATTR,
     METRICS_KEY,
@@ -29,7 +31,6 @@ from .run import (
     RunSettings,
     RunStart,
     Target,
-    env_name_from,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,6 +39,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report.model import GateReport
 
 SESSION_KEY = pytest.StashKey["GateSession"]()
+
+
+def _version() -> str:
+    """The plugin's version, read from the installed metadata when a report or the header first needs it."""
+    from . import __version__
+
+    return __version__
 
 
 def get_session(config: pytest.Config) -> GateSession | None:
@@ -149,7 +157,7 @@ class GateSession:
             from .report.json_report import RUNNING, write_status_report
 
             try:
-                write_status_report(start, __version__, RUNNING)
+                write_status_report(start, _version(), RUNNING)
             except OSError as exc:
                 raise pytest.UsageError(f"deploygate: cannot write the gate report {start.report_path}: {exc}") \
                     from None
@@ -251,7 +259,7 @@ class GateSession:
         from .report.json_report import write_status_report
 
         try:
-            write_status_report(self.start, __version__, "ERROR", int(pytest.ExitCode.USAGE_ERROR), error)
+            write_status_report(self.start, _version(), "ERROR", int(pytest.ExitCode.USAGE_ERROR), error)
             self.start.final = True
         except OSError:
             pass  # the usage error itself is what the user needs to see
@@ -261,7 +269,7 @@ class GateSession:
             return None
         run, env = self.run, self.run.environment
         lines = [
-            f"deploygate {__version__}: environment {env.name} (from {run.settings.env_source}; stage {env.stage}"
+            f"deploygate {_version()}: environment {env.name} (from {run.settings.env_source}; stage {env.stage}"
             f"{', protected' if env.protected else ''}) run {run.run_id}",
             f"deploygate config: {run.settings.config_path}; thresholds: {run.policy.path}",
         ]
@@ -348,10 +356,7 @@ class GateSession:
         """Built-in suites run cheapest first: smoke, crud, isolation, performance, security. A built-in
         check with nothing configured to check (an empty parameter set: no queues declared, say) is
         deselected rather than shown as a skip."""
-        from .gate import CATEGORIES, category_of
-
         root = suites_dir()
-        order = {name: i for i, name in enumerate(CATEGORIES)}
 
         def builtin(item: pytest.Item) -> bool:
             return root in Path(item.path).parents
@@ -367,12 +372,17 @@ class GateSession:
             gone = {id(item) for item in empty}
             items[:] = [item for item in items if id(item) not in gone]
 
-        def key(item: pytest.Item) -> int:
-            if not builtin(item):
-                return len(order)
-            return order.get(category_of(item.keywords), len(order))
+        if any(builtin(item) for item in items):  # else every key is the same: the order stays as collected
+            from .gate import CATEGORIES, category_of
 
-        items.sort(key=key)
+            order = {name: i for i, name in enumerate(CATEGORIES)}
+
+            def key(item: pytest.Item) -> int:
+                if not builtin(item):
+                    return len(order)
+                return order.get(category_of(item.keywords), len(order))
+
+            items.sort(key=key)
         # the promotion precondition is a check only where it is configured (``requires``): not a skip elsewhere
         if self.run is not None and not self.run.project.environment(self.run.env_name).requires.active:
             dropped = [i for i in items if getattr(getattr(i, "function", None), "deploygate_requires", False)]
@@ -463,7 +473,7 @@ class GateSession:
             exitstatus = session.exitstatus = final_status(int(exitstatus), verdict)
             from .report import deliver
 
-            self.report = deliver(self.config, self.run, verdict, int(exitstatus), __version__)
+            self.report = deliver(self.config, self.run, verdict, int(exitstatus), _version())
             self.start.final = True
             self.config.hook.pytest_deploygate_verdict(config=self.config, verdict=verdict,
                                                         report=self.report.to_dict())
@@ -501,14 +511,14 @@ class GateSession:
 
         assert self.run is not None
         try:
-            write_error_report(self.run, self.error or "", __version__, exit_status)
+            write_error_report(self.run, self.error or "", _version(), exit_status)
             self.start.final = True
         except Exception:
             pass  # the terminal summary still says the gate could not be judged
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.worker or self.run is None:
-            return
+        if self.worker or self.run is None or (self.report is None and not self.error):
+            return  # collect-only, or the session never got to judge: no summary (nor its imports)
         from .report.terminal import write_summary
 
         write_summary(terminalreporter, self.report, self.error, self.run.environment.name,
@@ -542,12 +552,12 @@ class GateSession:
         secrets = self.run.secrets if self.run is not None else frozenset()
         try:
             if self.interrupted:
-                write_status_report(start, __version__, "INTERRUPTED", int(pytest.ExitCode.INTERRUPTED),
+                write_status_report(start, _version(), "INTERRUPTED", int(pytest.ExitCode.INTERRUPTED),
                                     "interrupted before the gate could judge", secrets)
             else:
                 code = pytest.ExitCode.INTERNAL_ERROR if start.internal_error else pytest.ExitCode.USAGE_ERROR
                 error = self.error or "the run stopped before the gate could judge"
-                write_status_report(start, __version__, "ERROR", int(code), error, secrets)
+                write_status_report(start, _version(), "ERROR", int(code), error, secrets)
             start.final = True
         except OSError:
             pass

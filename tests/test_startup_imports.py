@@ -1,6 +1,7 @@
-"""Installed but inactive (no --env), the plugin costs pytest next to nothing: a whole `pytest --co` run
-imports none of the gate's heavy parts (requests, boto3, config, gate, redaction); `pytest --fixtures` still
-documents every fixture. Speed figures themselves are in bench/ (startup.py), not here."""
+"""Installed but inactive (no --env), the plugin costs pytest next to nothing: a whole pytest run imports its
+hooks and fixture definitions and none of the gate's parts (requests, boto3, config, gate, redaction, the run
+state); `pytest --fixtures` still documents every fixture, and a test asking for one without --env is told why.
+Speed figures themselves are in bench/ (startup.py), not here."""
 
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ def test_inactive_plugin_imports_nothing_heavy(tmp_path: Path) -> None:
     modules = set((tmp_path / "modules.txt").read_text().split())
     assert "pytest_deploygate.plugin" in modules and "pytest_deploygate.fixtures" in modules
     assert sorted(m for m in HEAVY if m in modules) == []
-    assert "pytest_deploygate.session" not in modules  # inactive: the gate session's module is not loaded
+    # inactive: only the hooks (plugin, hookspecs, invocation) and the fixture definitions; not the gate session,
+    # the run state, nor what the fixtures hand to a test
+    loaded = sorted(m for m in modules if m.startswith("pytest_deploygate"))
+    assert loaded == ["pytest_deploygate", "pytest_deploygate.fixtures", "pytest_deploygate.hookspecs",
+                      "pytest_deploygate.invocation", "pytest_deploygate.plugin"], loaded
 
 
 def test_fixtures_are_documented_without_env(tmp_path: Path) -> None:
@@ -53,11 +58,15 @@ def test_fixtures_are_documented_without_env(tmp_path: Path) -> None:
 #: what a gate's own start-up must not import before a check needs it (the HTTP and AWS clients)
 CLIENTS = ("requests", "urllib3", "boto3", "botocore", "locust", "pytest_deploygate.http",
            "pytest_deploygate.transport", "pytest_deploygate.aws", "pytest_deploygate.records")
+#: what a run that judges nothing (``--co``) never needs: the verdict, the report model and its renderers
+JUDGING = ("pytest_deploygate.gate", "pytest_deploygate.report.model", "pytest_deploygate.report.terminal",
+           "pytest_deploygate.report.json_report", "pytest_deploygate.testkit")
 
 
 def test_active_start_up_imports_no_client(tmp_path: Path) -> None:
     """Active (--env, the built-in suites off), configuring, guarding and collecting import no HTTP or AWS
-    client: the process-wide write guard builds its rule at the first write a check sends."""
+    client: the process-wide write guard builds its rule at the first write a check sends. Collecting only, it
+    imports nothing that judges or reports either."""
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_plain.py").write_text("def test_ok():\n    pass\n")
     (tmp_path / "deploygate.toml").write_text((Path(__file__).resolve().parent.parent / "deploygate.toml").read_text())
@@ -66,3 +75,26 @@ def test_active_start_up_imports_no_client(tmp_path: Path) -> None:
     modules = set((tmp_path / "modules.txt").read_text().split())
     assert "pytest_deploygate.config" in modules and "pytest_deploygate.guard" in modules  # active, guarded
     assert sorted(m for m in CLIENTS if m in modules) == []
+    assert sorted(m for m in JUDGING if m in modules) == []
+
+
+def test_a_fixture_without_env_says_why(tmp_path: Path) -> None:
+    """Inactive, the fixtures are still there: a test that asks for one fails with the reason, not with
+    "fixture not found"."""
+    (tmp_path / "test_env.py").write_text("def test_env(deploy_env):\n    pass\n")
+    done = _pytest(tmp_path, "-q", "test_env.py")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "deploygate: no environment selected: run pytest with --env NAME" in done.stdout
+    assert "fixture 'deploy_env' not found" not in done.stdout
+
+
+def test_a_collect_only_gate_run_still_checks_its_configuration(tmp_path: Path) -> None:
+    """What the active start-up leaves out is only what judges and reports: the configuration is still read
+    and checked in full (a bad key is an error naming file, line and key)."""
+    text = (Path(__file__).resolve().parent.parent / "deploygate.toml").read_text()
+    (tmp_path / "deploygate.toml").write_text(text.replace('[environments.staging]\nstage = "staging"',
+                                                           '[environments.staging]\nstage = "staging"\nstagee = 1'))
+    (tmp_path / "test_plain.py").write_text("def test_ok():\n    pass\n")
+    done = _pytest(tmp_path, "--co", "-q", "--env", "staging", "--no-builtin-suites", "test_plain.py")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "deploygate.toml:" in done.stderr + done.stdout and "stagee" in done.stderr + done.stdout
