@@ -144,6 +144,9 @@ class GateSession:
         self.ledgers: list[Ledger] = []
         self.report: GateReport | None = None
         self._launched = False
+        #: a Locust process was pre-started for the load test (``load.PRESTARTED``): only then is load.py imported
+        #: to end it
+        self._prestarted = False
         self._sigterm: Any = None
 
     # ----------------------------------------------------------------------------------------------
@@ -229,9 +232,12 @@ class GateSession:
         except OSError:
             return  # the test starts Locust itself
         config.stash[PRESTARTED] = prestarted
+        self._prestarted = True
 
     def _discard_prestarted(self, items: list[pytest.Item] | None = None) -> None:
         """End the pre-started Locust process (by its pid) unless ``items`` hold the load test to release it."""
+        if not self._prestarted:
+            return
         from .load import PRESTARTED, load_test
 
         prestarted = self.config.stash.get(PRESTARTED, None)
@@ -393,6 +399,8 @@ class GateSession:
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         """The load test is over: a pre-started Locust it did not release (skipped, or failed before the
         load) is ended."""
+        if not self._prestarted:
+            return
         from .load import load_test
 
         if load_test(item.path, suites_dir()):

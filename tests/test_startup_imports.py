@@ -58,9 +58,9 @@ def test_fixtures_are_documented_without_env(tmp_path: Path) -> None:
 #: what a gate's own start-up must not import before a check needs it (the HTTP and AWS clients)
 CLIENTS = ("requests", "urllib3", "boto3", "botocore", "locust", "pytest_deploygate.http",
            "pytest_deploygate.transport", "pytest_deploygate.aws", "pytest_deploygate.records")
-#: what a run that judges nothing (``--co``) never needs: the verdict, the report model and its renderers
+#: what a run that judges nothing (``--co``) never needs: the verdict, the report model and its renderers, the load
 JUDGING = ("pytest_deploygate.gate", "pytest_deploygate.report.model", "pytest_deploygate.report.terminal",
-           "pytest_deploygate.report.json_report", "pytest_deploygate.testkit")
+           "pytest_deploygate.report.json_report", "pytest_deploygate.testkit", "pytest_deploygate.load")
 
 
 def test_active_start_up_imports_no_client(tmp_path: Path) -> None:
