@@ -165,10 +165,11 @@ def test_a_read_dropped_once_succeeds_on_retry(hostile: HostileServer) -> None:
 def test_a_refused_connection_is_still_cannot_connect() -> None:
     import socket
 
+    # the port stays bound (never listening) while the request is refused: no other process can take it meanwhile
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
-    exc, _ = fails(GateHTTP(url, SPEC), "GET", "/")
+        exc, _ = fails(GateHTTP(url, SPEC), "GET", "/")
     assert exc.kind == "connect" and exc.unreachable
     assert "cannot connect (host unreachable or connection refused)" in str(exc)
 
