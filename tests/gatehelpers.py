@@ -9,7 +9,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -144,6 +145,17 @@ class Gate:
 
     def leftovers(self) -> list[str]:
         return demo_processes(str(self.tmp))
+
+
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A loopback port nobody listens on, for as long as the block runs: it stays bound (never listening), so a
+    connection to it is refused and no other process can take the port meanwhile (a port freed at once can be)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 def serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:

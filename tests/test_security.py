@@ -11,7 +11,7 @@ import datetime
 
 import pytest
 
-from gatehelpers import Gate
+from gatehelpers import Gate, closed_port
 
 pytestmark = pytest.mark.e2e
 
@@ -106,28 +106,24 @@ def test_allowlist_entries_need_reason_and_expiry(gate_project: Gate) -> None:
 
 
 def test_unreachable_vulnerability_service_is_never_a_pass(gate_project: Gate) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    path = gate_project.path / "deploygate.toml"
-    path.write_text(path.read_text().replace('audit = { osv_url = "{osv_url}" }',
-                                             f'audit = {{ osv_url = "http://127.0.0.1:{port}/v1/query", '
-                                             'timeout_s = 5 }'))
-    res = gate_project.run("--env", "staging", "-m", "gate and security")
-    assert res.ret == 0, res.output  # WARN by default ...
-    assert res.report is not None and res.report["verdict"] == "WARN"
-    unaudited = res.metric("security.audit.unaudited_count")
-    assert unaudited["verdict"] == "WARN" and unaudited["value"] >= 2
-    notes = " ".join(res.report["notes"])
-    assert "could not audit" in notes and "boto3" in notes and "requests" in notes
-    # ... and FAIL when the policy says so
-    strict_policy = '[metrics]\n"security.audit.unaudited_count" = { fail = "> 0" }\n'
-    gate_project.pytester.makefile(".toml", thresholds=strict_policy)
-    strict = gate_project.run("--env", "staging", "-m", "gate and security")
-    assert strict.ret == 1
-    assert strict.metric("security.audit.unaudited_count")["verdict"] == "FAIL"
+    with closed_port() as port:
+        path = gate_project.path / "deploygate.toml"
+        path.write_text(path.read_text().replace('audit = { osv_url = "{osv_url}" }',
+                                                 f'audit = {{ osv_url = "http://127.0.0.1:{port}/v1/query", '
+                                                 'timeout_s = 5 }'))
+        res = gate_project.run("--env", "staging", "-m", "gate and security")
+        assert res.ret == 0, res.output  # WARN by default ...
+        assert res.report is not None and res.report["verdict"] == "WARN"
+        unaudited = res.metric("security.audit.unaudited_count")
+        assert unaudited["verdict"] == "WARN" and unaudited["value"] >= 2
+        notes = " ".join(res.report["notes"])
+        assert "could not audit" in notes and "boto3" in notes and "requests" in notes
+        # ... and FAIL when the policy says so
+        strict_policy = '[metrics]\n"security.audit.unaudited_count" = { fail = "> 0" }\n'
+        gate_project.pytester.makefile(".toml", thresholds=strict_policy)
+        strict = gate_project.run("--env", "staging", "-m", "gate and security")
+        assert strict.ret == 1
+        assert strict.metric("security.audit.unaudited_count")["verdict"] == "FAIL"
 
 
 def _days(n: int) -> str:

@@ -4,13 +4,13 @@ could not run (exit 4)."""
 
 from __future__ import annotations
 
-import socket
+import contextlib
 import time
 from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from gatehelpers import Gate, serve
+from gatehelpers import Gate, closed_port, serve
 
 
 class _Broken(BaseHTTPRequestHandler):
@@ -71,10 +71,13 @@ endpoints = [{{ path = "/slow" }}, {{ path = "/boom" }}, {{ path = "/html" }}, {
 
 @pytest.mark.parametrize("target", ["closed-port", "no-such-host"])
 def test_a_dead_environment_is_named_once_and_the_gate_could_not_run(gate_project: Gate, target: str) -> None:
+    with contextlib.ExitStack() as stack:
+        _a_dead_environment(gate_project, target, stack)
+
+
+def _a_dead_environment(gate_project: Gate, target: str, stack: contextlib.ExitStack) -> None:
     if target == "closed-port":
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base, why = f"http://127.0.0.1:{s.getsockname()[1]}", "cannot connect"
+        base, why = f"http://127.0.0.1:{stack.enter_context(closed_port())}", "cannot connect"
     else:
         base, why = "http://deploygate-no-such-host.invalid", "DNS lookup failed"
     (gate_project.path / "deploygate.toml").write_text(f"""

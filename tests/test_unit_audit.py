@@ -4,11 +4,10 @@ in from an OSV service (a local one here). No scanner run."""
 from __future__ import annotations
 
 import json
-import socket
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from gatehelpers import serve
+from gatehelpers import closed_port, serve
 from pytest_deploygate.security.audit import AuditResult, Vulnerability, parse_pip_audit, parse_safety, with_severities
 
 SAFETY_SAMPLE = Path(__file__).with_name("data") / "safety-check.json"
@@ -87,10 +86,8 @@ def test_severities_come_from_the_osv_service_where_it_knows_them() -> None:
 
 
 def test_an_unreachable_osv_service_leaves_every_vulnerability_counted() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}/v1/query"
-    filled = with_severities(_vulns("PYSEC-1"), closed, timeout_s=2)
+    with closed_port() as port:
+        filled = with_severities(_vulns("PYSEC-1"), f"http://127.0.0.1:{port}/v1/query", timeout_s=2)
     assert [(v.id, v.severity) for v in filled.vulnerabilities] == [("PYSEC-1", "UNKNOWN")]
     unchanged = _vulns("PYSEC-1")
     assert with_severities(unchanged, "") is unchanged  # no service configured: nothing asked

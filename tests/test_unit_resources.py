@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gatehelpers import closed_port
 from pytest_deploygate.config import ConfigError, load_project
 from pytest_deploygate.failures import Unverified
 from pytest_deploygate.resources import (
@@ -396,18 +397,14 @@ def test_refused_or_failed_is_could_not_check_never_missing(code: str) -> None:
 
 
 def test_an_unreachable_endpoint_is_could_not_check() -> None:
-    import socket
-
     from botocore.config import Config
 
-    with socket.socket() as s:  # a loopback port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    client = _session().client(
-        "logs", endpoint_url=f"http://127.0.0.1:{port}",
-        config=Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1}))
-    with pytest.raises(Unverified, match="could not check: describe_log_groups: EndpointConnectionError"):
-        pages(client, "describe_log_groups", "log group g in staging", "logGroups", logGroupNamePrefix="g")
+    with closed_port() as port:  # a loopback port nobody listens on
+        client = _session().client(
+            "logs", endpoint_url=f"http://127.0.0.1:{port}",
+            config=Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1}))
+        with pytest.raises(Unverified, match="could not check: describe_log_groups: EndpointConnectionError"):
+            pages(client, "describe_log_groups", "log group g in staging", "logGroups", logGroupNamePrefix="g")
 
 
 def test_every_aws_operation_of_the_probes_is_a_read() -> None:
