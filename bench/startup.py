@@ -8,7 +8,8 @@ by pair, with its min-max range:
 * the plugin active: ``pytest --co -q --env staging --no-builtin-suites`` (configuration and thresholds
   loaded, the RUNNING report written) vs the same without the plugin.
 
-Then the reference deployment (3 environments), in this process: its start, the first ``GET /health`` of
+Then the reference deployment (3 environments), in this process: its start (and the CPU it took: this
+process's, the fork server's and that of the servers it forked, read once it started), the first ``GET /health`` of
 each environment right after it (a new connection: what the gate's first smoke check meets) against the
 same once warm, and its stop (``--launch-only``: these alone; with ``PYTHONPATH`` naming another tree
 first, that tree's launcher). Last, a whole healthy smoke gate run: ``pytest --env staging -m "gate and
@@ -112,11 +113,17 @@ def launch(work: Path, repeat: int) -> None:
 
     stages = {"dev": "dev", "staging": "staging", "prod": "prod"}
     starts, stops, first, warm = [], [], [], []
+    cpu: list[tuple[float, float, float]] = []  # per launch: the fork server, the servers it forked, this process
     for i in range(repeat):
+        c0 = _own_cpu()
         t0 = time.perf_counter()
         demo = launcher.Demo.start(stages, parse_faults("", stages), work / f"demo{i}")
         t1 = time.perf_counter()
+        c1 = _own_cpu()
         try:
+            parent = demo.state.get("forkserver_pid")
+            used = {pid: _process_cpu(pid) for pid in demo.pids}  # what they used up to now: their start
+            cpu.append((used.get(parent, 0.0), sum(v for p, v in used.items() if p != parent), c1 - c0))
             urls = [e["api_url"] + "/health" for e in demo.environments.values()]
             first += [_get_ms(u) for u in urls]
             warm += [statistics.median(_get_ms(u) for _ in range(10)) for u in urls]
@@ -134,6 +141,26 @@ def launch(work: Path, repeat: int) -> None:
           f"({min(warm):.1f}-{max(warm):.1f})")
     print(f"reference deployment stop                    {statistics.median(stops) * 1000:6.0f} ms "
           f"({min(stops) * 1000:.0f}-{max(stops) * 1000:.0f})")
+    totals = [sum(c) for c in cpu]
+    print(f"CPU of a start: {statistics.median(totals):.2f} CPU-s ({min(totals):.2f}-{max(totals):.2f}): fork server "
+          + ", servers it forked ".join(f"{statistics.median(c[k] for c in cpu):.2f}" for k in (0, 1))
+          + f", this process {statistics.median(c[2] for c in cpu):.2f} (medians)")
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process, every thread."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds a live process used (Linux ``/proc``; a forked child counts from its fork)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def startup(base: list[str], without: list[str], work: Path, repeat: int, trees: list[str], cached: bool) -> None:
