@@ -73,7 +73,7 @@ def timed(cmd: list[str], cwd: Path, repeat: int) -> list[float]:
 
 
 def _line(label: str, a: float, b: float, ratios: list[float]) -> str:
-    return (f"{label:<44} {a * 1000:6.0f} ms vs {b * 1000:4.0f} ms  +{(a - b) * 1000:3.0f} ms  "
+    return (f"{label:<44} {a * 1000:6.0f} ms vs {b * 1000:4.0f} ms  {(a - b) * 1000:+4.0f} ms  "
             f"x{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
 
 
