@@ -3,10 +3,13 @@
 metrics, the verdict and the reports.
 
 PYTEST_DONT_REWRITE: pytest assertion-rewrites every module of an installed plugin's distribution that it
-imports (``_mark_plugins_for_rewrite``), and without a bytecode cache (``PYTHONDONTWRITEBYTECODE``, a read-only
-site-packages) it does so in every run. The modules loaded at start-up carry this word in their docstring:
-pytest then skips its pass over their asserts (internal invariants, not checks a user reads); it still parses
-and compiles them, so what counts most is importing little at start (bench/README.md, startup.py)."""
+imports (``_mark_plugins_for_rewrite``): parsed, rewritten and compiled from source, never loaded from the
+install's ``.pyc``, and without a bytecode cache (``PYTHONDONTWRITEBYTECODE``, a read-only site-packages) in every
+run. This module and the package's ``__init__`` are loaded before any hook of the plugin runs; the first one,
+:func:`pytest_addhooks`, narrows pytest's mark to the built-in suites (:mod:`~pytest_deploygate.pytest_compat`),
+so the rest of the package imports normally. The word in the docstring of the modules loaded at start-up makes
+pytest skip its pass over their asserts (internal invariants, not checks a user reads) wherever they are still
+rewritten (``fixtures``, named in ``pytest_plugins``, is marked by name). See bench/README.md, startup.py."""
 
 from __future__ import annotations
 
@@ -32,6 +35,11 @@ MARKERS = {
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    # the first hook pytest calls here, before this plugin imports anything more: from now on the package's
+    # modules load from their .pyc, not through pytest's assertion rewriting (see pytest_compat)
+    from .pytest_compat import stop_rewriting_plugin
+
+    stop_rewriting_plugin(pluginmanager)
     from . import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)

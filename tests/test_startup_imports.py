@@ -5,6 +5,8 @@ Speed figures themselves are in bench/ (startup.py), not here."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,11 +44,12 @@ def test_inactive_plugin_imports_nothing_heavy(tmp_path: Path) -> None:
     modules = set((tmp_path / "modules.txt").read_text().split())
     assert "pytest_deploygate.plugin" in modules and "pytest_deploygate.fixtures" in modules
     assert sorted(m for m in HEAVY if m in modules) == []
-    # inactive: only the hooks (plugin, hookspecs, invocation) and the fixture definitions; not the gate session,
-    # the run state, nor what the fixtures hand to a test
+    # inactive: only the hooks (plugin, hookspecs, invocation, pytest_compat: the rewrite mark) and the fixture
+    # definitions; not the gate session, the run state, nor what the fixtures hand to a test
     loaded = sorted(m for m in modules if m.startswith("pytest_deploygate"))
     assert loaded == ["pytest_deploygate", "pytest_deploygate.fixtures", "pytest_deploygate.hookspecs",
-                      "pytest_deploygate.invocation", "pytest_deploygate.plugin"], loaded
+                      "pytest_deploygate.invocation", "pytest_deploygate.plugin",
+                      "pytest_deploygate.pytest_compat"], loaded
 
 
 def test_fixtures_are_documented_without_env(tmp_path: Path) -> None:
@@ -98,3 +101,64 @@ def test_a_collect_only_gate_run_still_checks_its_configuration(tmp_path: Path) 
     done = _pytest(tmp_path, "--co", "-q", "--env", "staging", "--no-builtin-suites", "test_plain.py")
     assert done.returncode == 4, done.stdout + done.stderr
     assert "deploygate.toml:" in done.stderr + done.stdout and "stagee" in done.stderr + done.stdout
+
+
+REWRITE_CONFTEST = '''
+import sys
+
+import pytest
+
+pytest.register_assert_rewrite("userlib")
+
+
+def pytest_unconfigure(config):
+    with open("loaders.txt", "w") as out:
+        for name in sorted(sys.modules):
+            if name.startswith(("pytest_deploygate", "userlib", "test_user")):
+                out.write(f"{name} {type(sys.modules[name].__loader__).__name__}\\n")
+'''
+HELPER = "def same(a, b):\n    assert a == b\n"
+
+
+def test_installed_the_product_modules_are_not_rewritten_the_suites_and_user_tests_are(tmp_path: Path) -> None:
+    """Laid out as a wheel installs it (the suites inside the package) and found on ``sys.path``, pytest marks
+    the whole package for assertion rewriting; the plugin narrows that to the built-in suites once its hooks
+    are loaded (pytest_compat.stop_rewriting_plugin), so the product modules load normally (from a wheel's .pyc).
+    A built-in suite's failing assert (and a helper of the suites') still shows pytest's introspection, and a
+    user's tests, conftest and ``pytest.register_assert_rewrite`` module are rewritten as before."""
+    repo = Path(__file__).resolve().parent.parent
+    site = tmp_path / "site"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(repo / "pytest_deploygate", site / "pytest_deploygate", ignore=ignore)
+    suites = site / "pytest_deploygate" / "suites"
+    shutil.copytree(repo / "suites", suites, ignore=ignore)
+    (suites / "probe_helper.py").write_text(HELPER)
+    (suites / "test_probe.py").write_text(
+        "from pytest_deploygate.suites.probe_helper import same\n\n\n"
+        "def test_suite_assert():\n    assert [1, 2] == [1, 3]\n\n\n"
+        "def test_suite_helper():\n    same(2, 3)\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "conftest.py").write_text(REWRITE_CONFTEST)
+    (work / "userlib.py").write_text(HELPER)
+    (work / "test_user.py").write_text(
+        "from userlib import same\n\n\n"
+        "def test_user_assert():\n    assert {'a': 1} == {'a': 2}\n\n\n"
+        "def test_user_helper():\n    same(4, 5)\n")
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{work}", "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                           "-q", "--rootdir", str(work), str(suites / "test_probe.py"), "test_user.py"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=120, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1 and "4 failed" in out, out
+    loaders = dict(line.split() for line in (work / "loaders.txt").read_text().splitlines())
+    assert loaders["pytest_deploygate"] == "AssertionRewritingHook", loaders  # pytest marked the package
+    for product in ("pytest_deploygate.hookspecs", "pytest_deploygate.invocation"):
+        assert loaders[product] == "SourceFileLoader", loaders  # loaded after the plugin narrowed the mark
+    for rewritten in ("pytest_deploygate.suites.test_probe", "pytest_deploygate.suites.probe_helper", "test_user",
+                      "userlib"):
+        assert loaders[rewritten] == "AssertionRewritingHook", loaders
+    assert "At index 1 diff: 2 != 3" in out, out  # the suite's own assert
+    assert "E       assert 2 == 3" in out, out  # a helper module of the suites
+    assert "Differing items" in out and "E       assert 4 == 5" in out, out  # the user's test, register_assert_rewrite
+    assert "site/pytest_deploygate/suites/test_probe.py" in out, out  # the wheel-like layout, not the checkout

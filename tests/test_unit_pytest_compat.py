@@ -1,11 +1,13 @@
-"""The one workaround on pytest's private state (pytest_deploygate.pytest_compat): a traceback entry
+"""The two workarounds on pytest's private state (pytest_deploygate.pytest_compat): a traceback entry
 without a line number (a signal landing on an instruction with no source line, CPython 3.11+) gets its
-frame's first line, so pytest can report the interruption. Pure, fast."""
+frame's first line, so pytest can report the interruption; pytest's assertion-rewriting mark on the installed
+package narrows to the built-in suites (the product modules then load from their .pyc). Pure, fast."""
 
 from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +89,40 @@ def test_a_mark_expression_is_matched_as_pytest_will_before_collection() -> None
     for expression in ("smoke", "not performance", "smoke or crud", "xdist_group(name='other')"):
         assert mark_expression_selects(expression, marks) is False, expression
     assert mark_expression_selects("performance and (", marks) is None
+
+
+def test_the_plugins_rewrite_mark_narrows_to_the_built_in_suites(
+        request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel install: pytest marks the whole package for assertion rewriting (``mark_rewrite``, as its
+    ``_mark_plugins_for_rewrite`` does for a ``pytest11`` distribution). Narrowed, pytest's own import hook
+    leaves the product modules to the normal import (their .pyc) and still rewrites the built-in suites and any
+    other marked name. Fails if a pytest release moves the state this reaches into (the workaround then does
+    nothing: start-up is slower without a bytecode cache, nothing else changes)."""
+    from _pytest.assertion.rewrite import AssertionRewritingHook, assertstate_key
+
+    from pytest_deploygate.pytest_compat import stop_rewriting_plugin
+
+    if assertstate_key not in request.config.stash:
+        pytest.skip("this run does not rewrite asserts (--assert=plain)")
+    package = tmp_path / "pytest_deploygate"
+    (package / "suites").mkdir(parents=True)
+    (package / "sections.py").write_text("X = 1\n")
+    (package / "suites" / "helpers.py").write_text("def same(a, b):\n    assert a == b\n")
+    (tmp_path / "userlib.py").write_text("def same(a, b):\n    assert a == b\n")
+    hook = AssertionRewritingHook(request.config)
+    with monkeypatch.context() as m:  # marking an imported module warns; this package is imported here
+        m.delitem(sys.modules, "pytest_deploygate")
+        hook.mark_rewrite("pytest_deploygate", "userlib")
+
+    def rewritten(name: str, where: Path) -> bool:
+        spec = hook.find_spec(name, [str(where)])
+        return spec is not None and spec.loader is hook
+
+    assert rewritten("pytest_deploygate.sections", package)  # what pytest does to a wheel install
+    manager = types.SimpleNamespace(rewrite_hook=hook)
+    assert stop_rewriting_plugin(manager) is True  # type: ignore[arg-type]
+    assert not rewritten("pytest_deploygate.sections", package)
+    assert rewritten("pytest_deploygate.suites.helpers", package / "suites")
+    assert rewritten("userlib", tmp_path)  # pytest.register_assert_rewrite of a user's module
+    assert stop_rewriting_plugin(manager) is False  # type: ignore[arg-type]  # once: the package is no longer marked
+    assert stop_rewriting_plugin(types.SimpleNamespace()) is False  # type: ignore[arg-type]
