@@ -10,9 +10,11 @@ name tells. Other processes (the reference deployment, Locust) are not touched.
 from __future__ import annotations
 
 import functools
-import http.client
+import importlib.abc
+import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,6 +23,9 @@ from .failures import READ_METHODS
 from .redaction import redact
 
 if TYPE_CHECKING:  # pragma: no cover
+    import http.client
+    from importlib.machinery import ModuleSpec
+
     from .config import Environment
     from .run import GateRun
     from .transport import WriteGuard
@@ -61,7 +66,8 @@ def destination(conn: http.client.HTTPConnection, url: str) -> str:
     if "://" in url.split("?", 1)[0]:
         return url
     # urllib3's HTTPS connection is not http.client's HTTPSConnection: both say 443 by default
-    scheme = "https" if isinstance(conn, http.client.HTTPSConnection) or conn.default_port == 443 else "http"
+    https = getattr(sys.modules.get("http.client"), "HTTPSConnection", ())
+    scheme = "https" if isinstance(conn, https) or conn.default_port == 443 else "http"
     tunnel = getattr(conn, "_tunnel_host", None)
     host = str(tunnel or conn.host)
     port = (getattr(conn, "_tunnel_port", None) if tunnel else conn.port) or conn.default_port
@@ -91,19 +97,69 @@ def _guarded(putrequest: Callable[..., Any]) -> Callable[..., Any]:
     return guarded_putrequest
 
 
+def _patch(client: ModuleType) -> None:
+    """Guard ``client`` (the http.client module); under ``_lock``, while a run is guarded."""
+    if not _original and _active:
+        _original.append(client.HTTPConnection.putrequest)
+        client.HTTPConnection.putrequest = _guarded(_original[0])
+
+
+class _GuardOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Guards http.client the moment it is imported, when a guarded run starts before anything imported it
+    (a gate run that sends nothing, ``--co``, does not pay for importing http.client and ssl, ~5 ms): first on
+    ``sys.meta_path``, it finds ``http.client`` through the other finders, lets that module's own loader run
+    it, then patches it, before the import returns to whoever asked."""
+
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
+        if name != "http.client":
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None) if finder is not self else None
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+                    return spec
+                self._loader = spec.loader
+                spec.loader = self
+                return spec
+        return None
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, module: ModuleType) -> None:
+        loader = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = loader
+        module.__loader__ = loader
+        loader.exec_module(module)
+        with _lock:
+            _patch(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+
+
+_on_import = _GuardOnImport()
+
 GUARD_KEY = pytest.StashKey[ProcessGuard]()
 
 
 def install_process_guard(config: pytest.Config, run: GateRun) -> None:
-    """Guard this process for the run, when it has a protected environment and no --allow-writes."""
+    """Guard this process for the run, when it has a protected environment and no --allow-writes: http.client
+    now, or the moment it is imported."""
     if run.allow_writes or not any(env.protected for env in run.project.environments.values()):
         return
     guard = ProcessGuard(run)
     with _lock:
-        if not _original:
-            _original.append(http.client.HTTPConnection.putrequest)
-            http.client.HTTPConnection.putrequest = _guarded(_original[0])  # type: ignore[method-assign]
         _active.append(guard)
+        if "http.client" not in sys.modules and not _original and _on_import not in sys.meta_path:
+            sys.meta_path.insert(0, _on_import)
+    if "http.client" in sys.modules:  # imported already (by another thread now: this waits until it is)
+        import http.client
+
+        with _lock:
+            _patch(http.client)
     config.stash[GUARD_KEY] = guard
 
 
@@ -115,7 +171,14 @@ def remove_process_guard(config: pytest.Config) -> None:
     with _lock:
         if guard in _active:
             _active.remove(guard)
-        current = http.client.HTTPConnection.putrequest
+        if _active:
+            return
+        if _on_import in sys.meta_path:
+            sys.meta_path.remove(_on_import)
+        client = sys.modules.get("http.client")
+        if client is None or not _original:
+            return
+        current = client.HTTPConnection.putrequest
         # put the original back only if nobody wrapped ours meanwhile; else ours stays, idle
-        if not _active and _original and getattr(current, "deploygate_guard", False):
-            http.client.HTTPConnection.putrequest = _original.pop()  # type: ignore[method-assign]
+        if getattr(current, "deploygate_guard", False):
+            client.HTTPConnection.putrequest = _original.pop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets as _secrets
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
     # the plugin imports this module at start-up: config, gate and thresholds load only once --env is given
+    from .cognito import CognitoTokens
     from .config import ConfigError, Environment, Project
     from .gate import Metric, TestTally
     from .thresholds import Policy
@@ -70,6 +72,10 @@ class RunSettings:
     started_at: float = field(default_factory=time.time)
 
 
+#: one Cognito token holder per Target, whichever thread asks first
+_TOKENS_LOCK = threading.Lock()
+
+
 @dataclass
 class Target:
     """The environments the checks talk to. Addresses of a launched reference deployment are filled in
@@ -87,16 +93,24 @@ class Target:
     addresses_file: Path | None = None
     #: the addresses are known (launched, or there was nothing to launch)
     resolved: bool = False
-    #: tokens of the environments' Cognito user pools (``auth.cognito``), fetched once per process; each one
-    #: joins ``extra_secrets`` the moment it exists (a ``cognito.CognitoTokens``)
-    tokens: Any = None
+    #: the holder of :attr:`tokens`, made when first asked for (most runs use no Cognito token)
+    _tokens: CognitoTokens | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from .cognito import CognitoTokens
         from .redaction import aws_credential_secrets
 
         self.extra_secrets |= aws_credential_secrets(self.project.environments.values())
-        self.tokens = CognitoTokens(lambda secret: self.extra_secrets.add(secret))
+
+    @property
+    def tokens(self) -> CognitoTokens:
+        """Tokens of the environments' Cognito user pools (``auth.cognito``), fetched once per process; each one
+        joins ``extra_secrets`` the moment it exists."""
+        with _TOKENS_LOCK:
+            if self._tokens is None:
+                from .cognito import CognitoTokens
+
+                self._tokens = CognitoTokens(lambda secret: self.extra_secrets.add(secret))
+            return self._tokens
 
     def all(self) -> Mapping[str, Environment]:
         return self.environments or self.project.environments

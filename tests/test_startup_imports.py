@@ -59,7 +59,7 @@ def test_fixtures_are_documented_without_env(tmp_path: Path) -> None:
 
 
 #: what a gate's own start-up must not import before a check needs it (the HTTP and AWS clients)
-CLIENTS = ("requests", "urllib3", "boto3", "botocore", "locust", "pytest_deploygate.http",
+CLIENTS = ("requests", "urllib3", "http.client", "ssl", "boto3", "botocore", "locust", "pytest_deploygate.http",
            "pytest_deploygate.transport", "pytest_deploygate.aws", "pytest_deploygate.records")
 #: what a run that judges nothing (``--co``) never needs: the verdict, the report model and its renderers, the load
 JUDGING = ("pytest_deploygate.gate", "pytest_deploygate.report.model", "pytest_deploygate.report.terminal",
@@ -68,7 +68,8 @@ JUDGING = ("pytest_deploygate.gate", "pytest_deploygate.report.model", "pytest_d
 
 def test_active_start_up_imports_no_client(tmp_path: Path) -> None:
     """Active (--env, the built-in suites off), configuring, guarding and collecting import no HTTP or AWS
-    client: the process-wide write guard builds its rule at the first write a check sends. Collecting only, it
+    client, nor http.client and ssl: the process-wide write guard patches http.client when it is imported and
+    builds its rule at the first write a check sends. Collecting only, it
     imports nothing that judges or reports either."""
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_plain.py").write_text("def test_ok():\n    pass\n")
@@ -162,3 +163,47 @@ def test_installed_the_product_modules_are_not_rewritten_the_suites_and_user_tes
     assert "E       assert 2 == 3" in out, out  # a helper module of the suites
     assert "Differing items" in out and "E       assert 4 == 5" in out, out  # the user's test, register_assert_rewrite
     assert "site/pytest_deploygate/suites/test_probe.py" in out, out  # the wheel-like layout, not the checkout
+
+
+GUARD_SCRIPT = '''
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from pytest_deploygate.failures import WriteRefused
+from pytest_deploygate.guard import install_process_guard, remove_process_guard
+
+assert "http.client" not in sys.modules, "imported before the guard: this script checks nothing"
+prod = SimpleNamespace(name="prod", base_url="http://127.0.0.1:9/v1", protected=True, frontend_url=None,
+                       aws=SimpleNamespace(endpoint_url=None))
+project = SimpleNamespace(environments={"prod": prod})
+run = SimpleNamespace(project=project, allow_writes=False, environments={}, secrets=frozenset())
+config = SimpleNamespace(stash=pytest.Stash())
+install_process_guard(config, run)
+assert "http.client" not in sys.modules  # installed without importing http.client
+import http.client
+
+original = http.client.HTTPConnection.putrequest
+try:
+    http.client.HTTPConnection("127.0.0.1", 9, timeout=5).request("POST", "/v1/items", body=b"{}")
+except WriteRefused as exc:
+    print("refused:", exc)
+remove_process_guard(config)
+assert getattr(original, "deploygate_guard", False) and http.client.HTTPConnection.putrequest is not original
+assert http.client.__loader__.__class__.__name__ == "SourceFileLoader", http.client.__loader__
+print("removed")
+'''
+
+
+def test_the_write_guard_installed_before_http_client_is_imported_guards_it_on_import(tmp_path: Path) -> None:
+    """The process-wide write guard does not import http.client (and ssl) at start-up: when a guarded run
+    starts before anything imported it, http.client is guarded the moment it is imported (a write to the
+    protected environment is refused before it is sent), and left as it was when the run ends."""
+    script = tmp_path / "guard_on_import.py"
+    script.write_text(GUARD_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "refused: " in done.stdout and "http://127.0.0.1:9/v1/items" in done.stdout, done.stdout
+    assert "removed" in done.stdout
