@@ -19,11 +19,15 @@ smoke"`` (the built-in suites' smoke checks only; start-up, launch, checks, verd
 Every command passes ``-p no:cacheprovider -p no:hypothesispytest`` (hypothesis comes with the project's
 test extra, not with the plugin, and its pytest plugin alone costs ~0.4 s here).
 
-Start-up, the plugin's modules come from this checkout (an editable install: pytest assertion-rewrites only the
-fixtures module, named in ``pytest_plugins``) or, with ``PYTHONPATH`` naming a tree, from that tree: pytest then
-rewrites every module of the package it imports, as it does for a wheel install. ``--tree BEFORE --tree NOW``
-adds the same two commands run from each tree in turn (both through ``PYTHONPATH``). Without a bytecode cache
-(``PYTHONDONTWRITEBYTECODE=1``, or a read-only site-packages) every run compiles and rewrites what it imports;
+Start-up, the plugin's modules come from the installation of the Python that runs this script: this checkout's
+editable install (pytest assertion-rewrites only the fixtures module, named in ``pytest_plugins``), or a wheel
+installed into another venv (``/tmp/venv/bin/python bench/startup.py --startup-only``: pytest marks the whole
+package for rewriting; the plugin narrows the mark to the built-in suites once its hooks are loaded, and the rest
+loads from the ``.pyc`` the install wrote); or, with ``PYTHONPATH`` naming a tree, from that tree (marked like a
+wheel, but no ``.pyc`` to load: compiled in every run without a cache). ``--tree BEFORE --tree NOW`` adds the same
+two commands run from each tree in turn (both through ``PYTHONPATH``); ``--python BEFORE --python NOW``, from two
+interpreters (two venvs, each with its own wheel install). Without a bytecode cache (``PYTHONDONTWRITEBYTECODE=1``,
+or a read-only site-packages) every run compiles (and rewrites) what it imports that has no ``.pyc``;
 ``--cached`` lets the children write the cache (all of it, in a directory of the bench's own:
 ``PYTHONPYCACHEPREFIX``) and warms it up first.
 """
@@ -163,9 +167,10 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def startup(base: list[str], without: list[str], work: Path, repeat: int, trees: list[str], cached: bool) -> None:
-    """The start-up pairs: with the plugin vs without it, inactive and active; then, given two trees, each
-    command from one tree vs the other."""
+def startup(base: list[str], without: list[str], work: Path, repeat: int, trees: list[str], cached: bool,
+            pythons: list[str] | None = None) -> None:
+    """The start-up pairs: with the plugin vs without it, inactive and active; then, given two trees (or two
+    interpreters), each command from one vs the other."""
     env = dict(os.environ)
     if cached:  # in a cache of the bench's own (PYTHONPYCACHEPREFIX): nothing written into a tree or the venv
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -184,6 +189,8 @@ def startup(base: list[str], without: list[str], work: Path, repeat: int, trees:
     print(_line("pytest --co -q, plugin inactive (no --env)", a, b, r))
     a, b, r = paired(active, without, work, repeat, env, env)
     print(_line("pytest --co -q --env staging --no-builtin-suites", a, b, r))
+    if pythons:
+        pair_pythons(base, without, work, repeat, pythons, env, cached)
     if not trees:
         return
     if len(trees) != 2:
@@ -203,6 +210,30 @@ def startup(base: list[str], without: list[str], work: Path, repeat: int, trees:
             print(_line(f"{label}, {what} vs -p no:deploygate", a, b, r))
 
 
+def pair_pythons(base: list[str], without: list[str], work: Path, repeat: int, pythons: list[str],
+                 env: dict[str, str], cached: bool) -> None:
+    """``--python BEFORE --python NOW``: the start-up commands run by each interpreter (its own install of the
+    plugin) in turn, and each against its own ``-p no:deploygate``."""
+    if len(pythons) != 2:
+        raise SystemExit("--python: give two interpreters, BEFORE then NOW")
+    inactive = [*base, "test_trivial.py"]
+    active = [*base, "--env", "staging", "--no-builtin-suites", "test_trivial.py"]
+    before, now = (({"inactive": [py, *inactive[1:]], "active": [py, *active[1:]], "without": [py, *without[1:]]})
+                   for py in pythons)
+    print(f"NOW ({pythons[1]}) vs BEFORE ({pythons[0]})")
+    if cached:
+        for cmds in (before, now):
+            for cmd in cmds.values():
+                _once(cmd, work, env)
+    for label in ("inactive", "active"):
+        a, b, r = paired(now[label], before[label], work, repeat, env, env)
+        print(_line(f"{label}: now vs before", a, b, r))
+    for name, cmds in (("before", before), ("now", now)):
+        for label in ("inactive", "active"):
+            a, b, r = paired(cmds[label], cmds["without"], work, repeat, env, env)
+            print(_line(f"{name}, {label} vs -p no:deploygate", a, b, r))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=9)
@@ -214,6 +245,9 @@ def main() -> None:
                         help="launch without the serverless resources (tables, buckets, APIs, OSV only)")
     parser.add_argument("--tree", action="append", default=[], metavar="DIR",
                         help="twice, BEFORE then NOW: also pair the start-up commands across the two trees")
+    parser.add_argument("--python", action="append", default=[], metavar="PY",
+                        help="twice, BEFORE then NOW: also pair the start-up commands across two interpreters "
+                             "(two venvs, each with the plugin installed)")
     parser.add_argument("--cached", action="store_true",
                         help="start-up with a bytecode cache (the children may write it; warmed up first)")
     args = parser.parse_args()
@@ -229,7 +263,7 @@ def main() -> None:
         if args.launch_only:
             launch(work, args.repeat)
             return
-        startup(base, without, work, args.repeat, args.tree, args.cached)
+        startup(base, without, work, args.repeat, args.tree, args.cached, args.python)
         if args.startup_only:
             return
 
