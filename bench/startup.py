@@ -177,7 +177,8 @@ def startup(base: list[str], without: list[str], work: Path, repeat: int, trees:
         env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     else:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-    where = f"PYTHONPATH={env['PYTHONPATH']}" if env.get("PYTHONPATH") else "this checkout"
+    where = (f"PYTHONPATH={env['PYTHONPATH']}" if env.get("PYTHONPATH")
+             else "this checkout" if Path(base[0]).is_relative_to(REPO) else f"the install of {base[0]}")
     print(f"{repeat} pairs each, in turn after a warm-up; medians, ratio median (min-max); plugin from {where}; "
           + ("bytecode cached" if cached else "no bytecode cache (PYTHONDONTWRITEBYTECODE=1)"))
     inactive = [*base, "test_trivial.py"]

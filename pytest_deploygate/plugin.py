@@ -9,7 +9,7 @@ run. This module and the package's ``__init__`` are loaded before any hook of th
 :func:`pytest_addhooks`, narrows pytest's mark to the built-in suites (:mod:`~pytest_deploygate.pytest_compat`),
 so the rest of the package imports normally. The word in the docstring of the modules loaded at start-up makes
 pytest skip its pass over their asserts (internal invariants, not checks a user reads) wherever they are still
-rewritten (``fixtures``, named in ``pytest_plugins``, is marked by name). See bench/README.md, startup.py."""
+rewritten (an editable install, a module a user marks by name). See bench/README.md, startup.py."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ import pytest
 
 # Installed, the plugin loads in every pytest run of the environment: this module (the hooks) and the fixture
 # definitions, nothing else of the plugin. What configures, judges and reports (the run state, config, gate,
-# thresholds, redaction) is imported by the session, once --env is given.
-pytest_plugins = ["pytest_deploygate.fixtures"]
+# thresholds, redaction) is imported by the session, once --env is given. The fixture definitions are registered
+# by pytest_addhooks, not named in ``pytest_plugins`` (pytest would mark that module for assertion rewriting by
+# its own name: compiled from source in every run without a bytecode cache).
+FIXTURES = "pytest_deploygate.fixtures"
 
 MARKERS = {
     "gate": "a deployment gate check (select with -m gate)",
@@ -43,6 +45,11 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from . import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
+    # what pytest_plugins = [FIXTURES] would do (pytest's import_plugin), but without marking it for rewriting
+    if not pluginmanager.is_blocked(FIXTURES) and pluginmanager.get_plugin(FIXTURES) is None:
+        from . import fixtures
+
+        pluginmanager.register(fixtures, FIXTURES)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

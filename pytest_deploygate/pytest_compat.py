@@ -88,8 +88,7 @@ def stop_rewriting_plugin(pluginmanager: pytest.PytestPluginManager) -> bool:
     (an editable install, ``--assert=plain``, plugin autoload off), this does nothing and the package is simply
     rewritten as pytest decides. Other names stay as they are: ``pytest.register_assert_rewrite`` of a user's
     module, conftest files and test files are untouched; a module of this package named by
-    ``register_assert_rewrite`` or in ``pytest_plugins`` (``pytest_deploygate.fixtures``) is marked by its own
-    name and still rewritten."""
+    ``register_assert_rewrite`` or in ``pytest_plugins`` is marked by its own name and still rewritten."""
     hook = getattr(pluginmanager, "rewrite_hook", None)
     marked = getattr(hook, "_must_rewrite", None)
     memo = getattr(hook, "_marked_for_rewrite_cache", None)

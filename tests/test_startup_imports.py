@@ -154,7 +154,7 @@ def test_installed_the_product_modules_are_not_rewritten_the_suites_and_user_tes
     assert done.returncode == 1 and "4 failed" in out, out
     loaders = dict(line.split() for line in (work / "loaders.txt").read_text().splitlines())
     assert loaders["pytest_deploygate"] == "AssertionRewritingHook", loaders  # pytest marked the package
-    for product in ("pytest_deploygate.hookspecs", "pytest_deploygate.invocation"):
+    for product in ("pytest_deploygate.hookspecs", "pytest_deploygate.invocation", "pytest_deploygate.fixtures"):
         assert loaders[product] == "SourceFileLoader", loaders  # loaded after the plugin narrowed the mark
     for rewritten in ("pytest_deploygate.suites.test_probe", "pytest_deploygate.suites.probe_helper", "test_user",
                       "userlib"):
