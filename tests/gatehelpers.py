@@ -147,6 +147,15 @@ class Gate:
         return demo_processes(str(self.tmp))
 
 
+def waits_on_its_pipe(pid: int) -> bool:
+    """The process sleeps reading a pipe (a Locust started ahead, waiting in the guard for its release), by the
+    kernel's word."""
+    try:
+        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
 @contextmanager
 def closed_port() -> Iterator[int]:
     """A loopback port nobody listens on, for as long as the block runs: it stays bound (never listening), so a

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from gatehelpers import REFUSAL, Gate, RunningDemo, prod_state, running_processes, wait_for
+from gatehelpers import REFUSAL, Gate, RunningDemo, prod_state, running_processes, wait_for, waits_on_its_pipe
 
 WRITER = {
     "http": '''
@@ -180,13 +180,6 @@ def test_locust_and_its_workers_die_with_a_killed_gate(gate_project: Gate) -> No
         demo.stop()
 
 
-def _waits_on_its_pipe(pid: int) -> bool:
-    try:
-        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
-    except OSError:
-        return False
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_a_locust_started_ahead_dies_with_the_gate_before_its_run(gate_project: Gate, how: str) -> None:
@@ -206,7 +199,7 @@ def test_a_locust_started_ahead_dies_with_the_gate_before_its_run(gate_project: 
     demo = RunningDemo(gate_project, [])
     gate = gate_project.start("--env", "staging", "-m", "gate and performance")
     try:
-        pids = wait_for(lambda: [p for p in _locust_pids(gate_project) if _waits_on_its_pipe(p)], timeout=120,
+        pids = wait_for(lambda: [p for p in _locust_pids(gate_project) if waits_on_its_pipe(p)], timeout=120,
                         what="a Locust started ahead, waiting for its run")
         served = requests.get(demo.api("staging") + "/_demo/stats", timeout=10).json()["requests"]
         stopped = time.monotonic()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from gatehelpers import Gate, running_processes, wait_for
+from gatehelpers import Gate, running_processes, wait_for, waits_on_its_pipe
 
 #: what a Locust process's arguments hold (a test's own path may contain "locust" too)
 LOCUST = " -m locust "
@@ -216,7 +216,7 @@ def test_interrupting_the_load_leaves_no_locust(gate_project: Gate) -> None:
     try:
         # Locust's run has begun (it starts ahead, during collection, and waits on a pipe until the test's release)
         wait_for(lambda: [p for p in running_processes(LOCUST, str(gate_project.path))
-                          if not _waits_on_its_pipe(int(p.split(" ", 1)[0]))], what="locust to start its run")
+                          if not waits_on_its_pipe(int(p.split(" ", 1)[0]))], what="locust to start its run")
         time.sleep(1.5)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 2
@@ -396,14 +396,6 @@ def _load_run(url: str, workdir: Path):  # type: ignore[no-untyped-def]
     return LocustRun(env, spec, workdir)
 
 
-def _waits_on_its_pipe(pid: int) -> bool:
-    """The process sleeps reading a pipe (the guard waiting for its release), by the kernel's word."""
-    try:
-        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
-    except OSError:
-        return False
-
-
 @pytest.mark.e2e
 def test_a_prestarted_locust_sends_nothing_until_released_then_runs_the_whole_load(tmp_path: Path) -> None:
     from pytest_deploygate.thresholds import Policy
@@ -412,7 +404,7 @@ def test_a_prestarted_locust_sends_nothing_until_released_then_runs_the_whole_lo
         workdir = tmp_path / "performance"
         prestarted = _load_run(url, workdir).prestart()
         try:
-            wait_for(lambda: _waits_on_its_pipe(prestarted.pid), timeout=60, what="Locust waiting in the guard")
+            wait_for(lambda: waits_on_its_pipe(prestarted.pid), timeout=60, what="Locust waiting in the guard")
             time.sleep(0.5)
             assert prestarted.proc.poll() is None and served[0] == 0  # loaded, waiting: no user, no request
             assert not (workdir / "locust-staging.json").exists()
@@ -435,12 +427,12 @@ def test_a_prestarted_locust_that_is_never_released_is_ended(tmp_path: Path) -> 
     (the gate is gone): it ends by itself, having sent nothing."""
     with _counting_server() as (url, served):
         discarded = _load_run(url, tmp_path / "a").prestart()
-        wait_for(lambda: _waits_on_its_pipe(discarded.pid), timeout=60, what="Locust waiting in the guard")
+        wait_for(lambda: waits_on_its_pipe(discarded.pid), timeout=60, what="Locust waiting in the guard")
         discarded.discard()
         assert discarded.proc.returncode == -signal.SIGKILL and discarded.done
         orphan = _load_run(url, tmp_path / "b").prestart()
         try:
-            wait_for(lambda: _waits_on_its_pipe(orphan.pid), timeout=60, what="Locust waiting in the guard")
+            wait_for(lambda: waits_on_its_pipe(orphan.pid), timeout=60, what="Locust waiting in the guard")
             orphan._close()  # what the gate's death does to the pipe
             assert orphan.proc.wait(timeout=30) == 0
         finally:
