@@ -59,7 +59,7 @@ def _exactly_one(raw: Mapping[str, Any], where: Where, first: str, second: str, 
         raise where.error(f"{what}: give exactly one of {first} and {second}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class FunctionSpec(Section):
     """A Lambda function expected in the environment's account (``environment`` values are templates)."""
 
@@ -78,7 +78,7 @@ class FunctionSpec(Section):
     distinct_role: bool = field(default=True, metadata=key(bool))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class UserPoolSpec(Section):
     """A Cognito user pool, found by ``name`` or by ``id``."""
 
@@ -98,7 +98,7 @@ class UserPoolSpec(Section):
         return build(cls, raw, where)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class QueueSpec(Section):
     """An SQS queue; its dead-letter queue's depth is ``smoke.resources.dlq_depth_count{queue=...}``."""
 
@@ -118,7 +118,7 @@ class QueueSpec(Section):
         return build(cls, raw, where)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class LogGroupSpec(Section):
     NOUN: ClassVar[str] = "a log group"
 
@@ -128,7 +128,7 @@ class LogGroupSpec(Section):
     retention_days: int | None = field(default=None, metadata=key(Num(1, 3653, integer=True)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class SecretSpec(Section):
     """A Secrets Manager secret: described, never read."""
 
@@ -141,7 +141,7 @@ class SecretSpec(Section):
     rotation: bool = field(default=False, metadata=key(bool))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ParameterSpec(Section):
     """An SSM parameter: described, never read."""
 
@@ -153,7 +153,7 @@ class ParameterSpec(Section):
     kms_key: str | None = field(default=None, metadata=key(str, template=NAME_FIELDS))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class TableSpec(Section):
     """A ``resources.tables`` entry: a DynamoDB table's name, and the options it must have."""
 
@@ -172,7 +172,7 @@ class TableSpec(Section):
         return self.pitr or self.sse or self.optional
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class BucketSpec(Section):
     """A ``resources.buckets`` entry: an S3 bucket's name, and the options it must have."""
 
@@ -197,7 +197,7 @@ class BucketSpec(Section):
         return build(cls, raw, where, public_access_block=PUBLIC_ACCESS_FLAGS if block is True else tuple(block or ()))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ApiSpec(Section):
     """An API Gateway stage (a REST API's, or with ``kind = "http"`` an HTTP API's): exists, throttled, and
     (HTTP APIs) CORS origins as expected."""
@@ -244,7 +244,7 @@ def _entries(cls: type[S], raw: Mapping[str, Any], kind: str, where: Where) -> t
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ResourcesSpec(Section):
     """``resources``: the AWS resources of the environment. ``tables``/``buckets`` feed the smoke suite's
     existence checks (``Environment.tables``/``buckets``) and, with options, the probes."""
@@ -268,7 +268,7 @@ class ResourcesSpec(Section):
                      buckets=_entries(BucketSpec, raw, "buckets", where))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class AlarmSpec(Section):
     """CloudWatch alarms that must exist and not be in ALARM: one by ``name``, or every one whose name
     starts with ``prefix`` (at least one must)."""
@@ -289,7 +289,7 @@ class AlarmSpec(Section):
         return build(cls, raw, where)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class CloudWatchMetricSpec(Section):
     """A CloudWatch statistic over the last ``window_s`` seconds, recorded as the gate metric ``name``
     (judged by its threshold in thresholds.toml: ``custom.`` names need no declaration there)."""
@@ -320,7 +320,7 @@ class CloudWatchMetricSpec(Section):
         return build(cls, raw, where)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class MonitoringSpec(Section):
     """``monitoring``: CloudWatch alarms and statistics of the environment."""
 

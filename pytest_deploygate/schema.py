@@ -520,6 +520,23 @@ class Section:
     #: how an error about the table names it: "a webhook needs 'url'"
     NOUN: ClassVar[str] = "this table"
 
+    # One __eq__, __hash__ and __repr__ for every section, the ones @dataclass would generate for each (equal
+    # when of the same class with equal field values, hashed by them, shown as ``Name(key=value, ...)``): the
+    # sections of sections.py and resources.py say ``@dataclass(frozen=True, eq=False, repr=False)``, because
+    # Python 3.11 compiles every generated method of every dataclass when its module is imported (these three:
+    # ~0.18 ms a section, 35 sections, at every gate's start).
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return _values(self, "compare") == _values(other, "compare")
+
+    def __hash__(self) -> int:
+        return hash(_values(self, "hash"))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _field_names(type(self), "repr"))
+        return f"{type(self).__qualname__}({shown})"
+
     @classmethod
     def schema(cls) -> dict[str, Any]:
         """The table's closed schema, derived from the fields when asked (nothing is computed at import)."""
@@ -528,6 +545,27 @@ class Section:
     @classmethod
     def from_table(cls: type[S], raw: Mapping[str, Any], where: Where) -> S:
         return build(cls, raw, where)
+
+
+_FIELD_NAMES: dict[tuple[type, str], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type, use: str) -> tuple[str, ...]:
+    """The fields of dataclass ``cls`` that count for ``use`` ("compare", "hash", "repr"), as @dataclass
+    chooses them (a field's ``hash`` defaults to its ``compare``)."""
+    names = _FIELD_NAMES.get((cls, use))
+    if names is None:
+        fields = dataclasses.fields(cls)
+        if use == "hash":
+            names = tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash))
+        else:
+            names = tuple(f.name for f in fields if getattr(f, use))
+        _FIELD_NAMES[(cls, use)] = names
+    return names
+
+
+def _values(section: Section, use: str) -> tuple[Any, ...]:
+    return tuple(getattr(section, name) for name in _field_names(type(section), use))
 
 
 def _keys(cls: type) -> list[tuple[dataclasses.Field[Any], Any, tuple[str, ...], frozenset[str] | None]]:

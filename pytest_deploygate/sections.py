@@ -47,7 +47,7 @@ def _statuses(value: int | list[int]) -> tuple[int, ...]:
 # How to reach the environment: aws, auth, http
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class AwsSpec(Section):
     """``aws``: the environment's account."""
 
@@ -65,7 +65,7 @@ LAUNCHED_COGNITO_FIELDS = ("user_pool_id", "user_pool_client_id", "cognito_usern
 LAUNCHED_PASSWORD = "{cognito_password}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class CognitoSpec(Section):
     """``auth.cognito``: sign the probe user in to this environment's Cognito user pool (``initiate_auth``,
     USER_PASSWORD_AUTH, in the environment's account) and send its ID or access token. The password is a
@@ -81,7 +81,7 @@ class CognitoSpec(Section):
     token: str = field(default="id", metadata=key(OneOf("id", "access")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class AuthSpec(Section):
     """``auth``: the header the API wants: ``value`` (a ``${VAR}`` reference: it is a secret), or with
     ``cognito`` a token of the environment's user pool sent as ``"{scheme} {token}"``. With both, ``value``
@@ -93,7 +93,7 @@ class AuthSpec(Section):
     cognito: CognitoSpec | None = field(default=None, metadata=key(CognitoSpec))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class HttpSpec(Section):
     """``http``: timeouts, retries and TLS of every request to the environment."""
 
@@ -115,7 +115,7 @@ class HttpSpec(Section):
 READS = ("GET", "HEAD", "OPTIONS")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class RequestCheck(Section):
     """What a health or endpoint check sends and expects: the request (``method``, ``body``, ``headers``),
     the status and, with ``expect_json``, values of the JSON answer (keys are field names or dotted paths,
@@ -167,12 +167,12 @@ class RequestCheck(Section):
 RC = TypeVar("RC", bound=RequestCheck)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class HealthCheck(RequestCheck):
     NOUN: ClassVar[str] = "a health check"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class GraphQLQuery(Section):
     """``graphql = { query = "…", variables = {…} }`` of an endpoint check: POSTed as JSON; the answer must
     be 200 with ``data`` and no ``errors``. Only queries: a smoke check reads."""
@@ -194,7 +194,7 @@ class GraphQLQuery(Section):
         return build(cls, raw, where)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class EndpointCheck(RequestCheck):
     NOUN: ClassVar[str] = "an endpoint check"
 
@@ -218,7 +218,7 @@ class EndpointCheck(RequestCheck):
         return build(cls, raw, where, method="POST")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class FrontendCheck(Section):
     page: str = field(default="", metadata=key(str))
     assets: bool = field(default=True, metadata=key(bool))
@@ -226,7 +226,7 @@ class FrontendCheck(Section):
     expect: Mapping[str, str] = field(default_factory=dict, metadata=key(MapOf(str), template=ANY_FIELDS))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class SmokeSpec(Section):
     """``smoke``: health checks, API endpoints, the frontend."""
 
@@ -247,7 +247,7 @@ DEFAULT_STATUSES: dict[str, tuple[int, ...]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class CollectionSpec(Section):
     """A REST collection the CRUD suite exercises; bodies may use ``{run_id}``, ``{env}``, ``{stage}``."""
 
@@ -286,7 +286,7 @@ class CollectionSpec(Section):
         return spec if spec.table is None else replace(spec, table=spec.table.format_map(where.fields))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class CrudSpec(Section):
     """``crud``: the collections the CRUD suite writes, reads and deletes (records carry a run marker)."""
 
@@ -317,7 +317,7 @@ class CrudSpec(Section):
 # isolation
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class IsolationSpec(Section):
     """``isolation``: which collection the canaries use, which CORS origins are this environment's."""
 
@@ -339,7 +339,7 @@ LOAD_USERS_CAP = 1_000_000
 LOAD_SECONDS_CAP = 7 * 86400
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class LoadTask(Section):
     """One weighted request of the generated Locust user."""
 
@@ -365,7 +365,7 @@ class LoadTask(Section):
                      **({"status": _statuses(raw["status"])} if "status" in raw else {}))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class DistributedSpec(Section):
     """Locust master/worker mode: the gate runs the master; workers (anywhere) connect to it."""
 
@@ -384,7 +384,7 @@ class DistributedSpec(Section):
         return build(cls, raw, where)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class PerformanceSpec(Section):
     """``performance``: the load test (Locust) and the probe that stands in for it on protected environments."""
 
@@ -436,7 +436,7 @@ class PerformanceSpec(Section):
 # security
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class AllowEntry(Section):
     """An accepted finding (bandit test id, advisory id/alias or posture ``DG-…`` id), with a reason and an
     expiry date; ``path`` narrows it to a file (bandit) or a frontend file (``DG-SECRET-…``)."""
@@ -466,7 +466,7 @@ class AllowEntry(Section):
         return build(cls, raw, where, expires=expires)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class EndpointRef(Section):
     """A protected endpoint (``security.protected_endpoints``)."""
 
@@ -476,7 +476,7 @@ class EndpointRef(Section):
     method: str = field(default="GET", metadata=key(str))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ErrorProbe(Section):
     """A request that should fail cleanly (``security.error_probes``)."""
 
@@ -487,7 +487,7 @@ class ErrorProbe(Section):
     body: Mapping[str, Any] | None = field(default=None, metadata=key(MapOf(object)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class SecuritySpec(Section):
     """``security``: code scan (bandit), dependency audit, posture (headers, auth, errors, TLS, frontend)."""
 
@@ -531,7 +531,7 @@ class SecuritySpec(Section):
 # publish (project sections: after the environments, ${VAR}s expanded by config.parse_project)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class CloudWatchSpec(Section):
     """``publish.cloudwatch``: the verdict and key metrics as CloudWatch metrics (boto3 ``put_metric_data``)."""
 
@@ -543,7 +543,7 @@ class CloudWatchSpec(Section):
     environment: str | None = field(default=None, metadata=key(str))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class WebhookSpec(Section):
     """``publish.webhook``: a Slack-compatible webhook told about the verdict."""
 

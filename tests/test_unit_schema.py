@@ -246,3 +246,51 @@ def test_a_missing_variable_names_the_key_and_the_variable() -> None:
     err = info.value
     assert err.message == "environment variable ${API_TOKEN} is not set"
     assert (err.key, err.line) == ("environments.prod.auth.value", 2)
+
+
+def test_sections_compare_hash_and_print_as_their_dataclass_would() -> None:
+    """The sections of sections.py and resources.py are declared ``eq=False, repr=False`` (each generated method
+    costs start-up time): Section's one ``__eq__``/``__hash__``/``__repr__`` answer as @dataclass's own would,
+    checked on every section of this repository's configuration against a dataclass twin of the same fields."""
+    import dataclasses
+
+    from pytest_deploygate import resources, sections
+    from pytest_deploygate.config import load_project
+    from pytest_deploygate.schema import Section
+
+    declared = [c for m in (sections, resources) for c in vars(m).values()
+                if isinstance(c, type) and issubclass(c, Section) and c.__module__ == m.__name__]
+    assert len(declared) >= 30
+    for cls in declared:  # none compiles its own: Section's serve them all
+        assert not {"__eq__", "__hash__", "__repr__"} & set(vars(cls)), cls
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, Section):
+            yield value
+            for f in dataclasses.fields(value):  # type: ignore[arg-type]
+                yield from walk(getattr(value, f.name))
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                yield from walk(item)
+
+    project = load_project(Path(__file__).resolve().parent.parent / "deploygate.toml")
+    found = [s for env in project.environments.values() for f in dataclasses.fields(env)
+             for s in walk(getattr(env, f.name))]
+    assert len({type(s) for s in found}) >= 10
+    for section in found:
+        names = [f.name for f in dataclasses.fields(section)]
+        twin_cls = dataclasses.make_dataclass(type(section).__qualname__, names, frozen=True)
+        twin = twin_cls(**{n: getattr(section, n) for n in names})
+        assert repr(section) == repr(twin)
+        same = dataclasses.replace(section)
+        assert same == section and not (same != section) and section != twin and section != object()
+        try:
+            expected = hash(twin)
+        except TypeError:
+            with pytest.raises(TypeError):
+                hash(section)
+        else:
+            assert hash(section) == expected == hash(same)
+        for n in names:  # a field differs: unequal
+            changed = dataclasses.replace(section, **{n: object()})
+            assert changed != section and (changed == section) is False
