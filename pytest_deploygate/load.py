@@ -24,20 +24,25 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config import Environment
 from .failures import RequestFailed, read_only_reason
-from .sections import LoadTask, PerformanceSpec
-from .thresholds import Policy
+
+if TYPE_CHECKING:  # the configuration's modules are not needed to start Locust ahead (before they load)
+    from .config import Environment
+    from .sections import LoadTask, PerformanceSpec
+    from .thresholds import Policy
 
 AUTH_VAR = "DEPLOYGATE_LOAD_AUTH"
 #: read by the guard that runs inside Locust (locust_guard.py, which pytest never imports): why writes are
 #: refused, and the gate's pid, which Locust must not outlive
 READ_ONLY_VAR = "DEPLOYGATE_LOAD_READ_ONLY"
 GATE_VAR = "DEPLOYGATE_GATE_PID"
+#: set when Locust runs the generated locustfile: once it has written everything, it ends without the
+#: interpreter's finalization (a user's own locustfile keeps it: its objects may expect their finalizers)
+FAST_EXIT_VAR = "DEPLOYGATE_LOAD_FAST_EXIT"
 #: a pre-started Locust process reads its release (command line and environment) from this file descriptor
 RELEASE_VAR = "DEPLOYGATE_LOAD_RELEASE_FD"
 GUARD = Path(__file__).with_name("locust_guard.py")
@@ -412,11 +417,16 @@ class Prestarted:
     released one: the guard arms the parent-death signal before it waits, and the pipe's end closing ends it.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], release_fd: int, locustfile: Path, workdir: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], release_fd: int, locustfile: Path, workdir: Path,
+                 created: Iterable[Path] = ()) -> None:
         self.proc = proc
         self.locustfile = locustfile
         self.workdir = workdir
         self._fd: int | None = release_fd
+        #: what starting it created (work directory, guard's copy, placeholder locustfile): removed if discarded
+        self.created = list(created)
+        #: (where its output goes until it is released, the run's log): renamed at the release, removed if discarded
+        self.pending_log: tuple[Path, Path] | None = None
         #: released to a run (which now owns the process) or discarded
         self.done = False
 
@@ -441,6 +451,11 @@ class Prestarted:
             return False
         self._close()
         self.done = True
+        if self.pending_log is not None:  # the same file, under the run's name: its output so far and the run's
+            try:
+                os.replace(*self.pending_log)
+            except OSError:
+                pass
         return True
 
     def discard(self) -> None:
@@ -460,11 +475,94 @@ class Prestarted:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover
             pass
+        pending = [self.pending_log[0]] if self.pending_log is not None else []
+        self._remove([*self.created, *pending], self.locustfile)  # a run without load leaves nothing behind
+
+    @staticmethod
+    def _remove(created: list[Path], locustfile: Path) -> None:
+        for path in reversed(created):
+            try:
+                if path.is_dir():
+                    path.rmdir()  # only if empty
+                elif path != locustfile or path.read_text() == PLACEHOLDER:
+                    path.unlink()
+            except OSError:
+                pass
 
     def _close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+#: the generated locustfile's stand-in while Locust starts ahead of the configuration (Locust checks that its
+#: files exist before it loads them): the run writes the real one before it releases Locust
+PLACEHOLDER = "# pytest-deploygate: the load test writes the generated locustfile here before Locust reads it\n"
+
+
+def guard_copy(workdir: Path) -> Path:
+    # a copy in the work directory: Locust puts a locustfile's directory on sys.path while importing it,
+    # and the package's own modules (http.py, ...) would shadow the standard library's
+    return workdir / "deploygate_guard.py"
+
+
+def generated_locustfile(workdir: Path) -> Path:
+    return workdir / "locustfile.py"
+
+
+def locust_log(workdir: Path, env_name: str) -> Path:
+    return workdir / f"locust-{env_name}.log"
+
+
+def _spawn_waiting(workdir: Path, locustfile: Path, log: Path, env: dict[str, str]) -> Prestarted:
+    """``python -m locust -f guard,locustfile`` waiting in the guard for its release (see :class:`Prestarted`)."""
+    read, write = os.pipe()
+    env[RELEASE_VAR] = str(read)
+    try:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "locust", "-f", f"{guard_copy(workdir)},{locustfile}"],
+                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    cwd=str(workdir), start_new_session=True, pass_fds=(read,))
+    except BaseException:
+        os.close(write)
+        raise
+    finally:
+        os.close(read)
+    return Prestarted(proc, write, locustfile, workdir)
+
+
+def prestart_generated(workdir: Path, env_name: str) -> Prestarted:
+    """Start Locust for the generated locustfile before the configuration is even read (Python and Locust
+    load meanwhile): only the work directory and the environment's name are needed. The configuration then
+    decides: kept for the load test's release, or discarded (by its pid, with what this created) when the
+    run has no load for it (nothing to load, the probe, a refusal, a user's locustfile)."""
+    created: list[Path] = []
+    if not workdir.is_dir():
+        for parent in reversed([workdir, *workdir.parents]):
+            if not parent.exists():
+                created.append(parent)
+        workdir.mkdir(parents=True, exist_ok=True)
+    guard, locustfile = guard_copy(workdir), generated_locustfile(workdir)
+    if not guard.exists():
+        created.append(guard)
+    guard.write_text(GUARD.read_text())
+    if not locustfile.exists():  # else the last run's: replaced before the release all the same
+        locustfile.write_text(PLACEHOLDER)
+        created.append(locustfile)
+    env = {k: v for k, v in os.environ.items() if k not in (AUTH_VAR, READ_ONLY_VAR, FAST_EXIT_VAR)}
+    env[GATE_VAR] = str(os.getpid())
+    log = locust_log(workdir, env_name)
+    # its output goes to a file of its own until the release names it the run's log (a run without load
+    # leaves the last run's log as it was)
+    pending = log.with_name(log.name + ".starting")
+    try:
+        prestarted = _spawn_waiting(workdir, locustfile, pending, env)
+    except BaseException:
+        Prestarted._remove([*created, pending], locustfile)
+        raise
+    prestarted.created = created
+    prestarted.pending_log = (pending, log)
+    return prestarted
 
 
 class LocustRun:
@@ -517,9 +615,7 @@ class LocustRun:
 
     @property
     def guard(self) -> Path:
-        # a copy in the work directory: Locust puts a locustfile's directory on sys.path while importing it,
-        # and the package's own modules (http.py, ...) would shadow the standard library's
-        return self.workdir / "deploygate_guard.py"
+        return guard_copy(self.workdir)
 
     @property
     def timeout_s(self) -> float:
@@ -530,11 +626,11 @@ class LocustRun:
     @property
     def locustfile(self) -> Path:
         # Locust runs in the work directory: the user's locustfile path (relative to where pytest runs) is made absolute
-        return Path(self.spec.locustfile).resolve() if self.spec.locustfile else self.workdir / "locustfile.py"
+        return Path(self.spec.locustfile).resolve() if self.spec.locustfile else generated_locustfile(self.workdir)
 
     @property
     def log(self) -> Path:
-        return self.workdir / f"locust-{self.env.name}.log"
+        return locust_log(self.workdir, self.env.name)
 
     def _prepare(self) -> Path:
         """The work directory, the generated locustfile and the guard's copy; returns the locustfile."""
@@ -552,6 +648,7 @@ class LocustRun:
         if self.auth_value:
             env[AUTH_VAR] = self.auth_value
         env[READ_ONLY_VAR] = self.read_only or ""
+        env[FAST_EXIT_VAR] = "" if self.spec.locustfile else "1"
         # Locust is this process's child, started from a thread that outlives it (the one that waits for it,
         # or the main thread): it dies with it
         env[GATE_VAR] = str(os.getpid())
@@ -561,25 +658,13 @@ class LocustRun:
         """Start Locust now, to be released by :meth:`run` (see :class:`Prestarted`): Python and Locust load
         while pytest is busy elsewhere, and the run starts the moment it is released."""
         locustfile = self._prepare()
-        env = self._environment()
-        read, write = os.pipe()
-        env[RELEASE_VAR] = str(read)
-        try:
-            with open(self.log, "wb") as out:
-                proc = subprocess.Popen([sys.executable, "-m", "locust", "-f", f"{self.guard},{locustfile}"],
-                                        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                        cwd=str(self.workdir), start_new_session=True, pass_fds=(read,))
-        except BaseException:
-            os.close(write)
-            raise
-        finally:
-            os.close(read)
-        return Prestarted(proc, write, locustfile, self.workdir)
+        return _spawn_waiting(self.workdir, locustfile, self.log, self._environment())
 
     def _start(self, locustfile: Path, env: dict[str, str], prestarted: Prestarted | None) -> subprocess.Popen[bytes]:
         """Release the pre-started process (if it is this run's), else start a fresh one."""
         command = self.command(locustfile)
         if prestarted is not None:
+            prestarted.created = []  # the run's work directory now: a discard leaves its files
             if prestarted.locustfile == locustfile and prestarted.workdir == self.workdir \
                     and prestarted.release(command[3:], env):
                 self.proc = prestarted.proc
@@ -686,6 +771,8 @@ class LocustRun:
 
 def probe(http: Any, tasks: Iterable[LoadTask], count: int) -> LoadResult:
     """A light, sequential latency probe (read-only tasks only) for protected environments."""
+    from .sections import LoadTask
+
     reads = [t for t in tasks if not t.writes] or [LoadTask(name="GET /", path="/")]
     samples: list[tuple[float, bool]] = []
     started = time.perf_counter()

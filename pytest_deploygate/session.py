@@ -155,6 +155,10 @@ class GateSession:
     def configure(self) -> None:
         config, start = self.config, self.start
         self._install_sigterm()
+        builtin = config.getini("deploygate_builtin_suites") and not config.getoption("deploygate_no_suites") \
+            and config.args_source != pytest.Config.ArgsSource.ARGS
+        if builtin:
+            self._prestart_load(early=True)  # Locust loads while the configuration is read
         if writes_report(config):
             # From here on the report file speaks for this run: an earlier run's verdict is never left in place.
             from .report.json_report import RUNNING, write_status_report
@@ -172,6 +176,7 @@ class GateSession:
                                  _explicit_path(config, "deploygate_thresholds"))
             project, policies = load_gate(files, [start.env_name])  # exactly what `deploygate check-config` runs
         except ConfigError as exc:
+            self._discard_prestarted()
             self._could_not_run(str(exc))
             raise pytest.UsageError(f"deploygate: {exc}") from None
         settings = RunSettings(
@@ -194,45 +199,53 @@ class GateSession:
         if getattr(config.option, "dist", None) == "load":
             # load tests carry xdist_group("deploygate-load"): one worker runs them, one after another
             config.option.dist = "loadgroup"
-        builtin = config.getini("deploygate_builtin_suites") and not config.getoption("deploygate_no_suites")
-        if builtin and config.args_source != pytest.Config.ArgsSource.ARGS:
+        if builtin:
             config.args.append(str(suites_dir()))
             self._prestart_load()
 
-    def _prestart_load(self) -> None:
+    def _prestart_load(self, early: bool = False) -> None:
         """Start the load's Locust process now, while pytest collects and launches (Python and Locust load in
         ~0.3 s; it then waits for the performance test to release it: see ``load.Prestarted``), when the
         built-in load test is to run Locust in this process: not an xdist run, a ``-m`` that selects the
         performance suite, no ``-k``, load allowed on the environment and something to load it with. If the
-        test then does not run it (deselected, skipped, failed before, interrupted), it is ended by its pid."""
+        test then does not run it (deselected, skipped, failed before, interrupted), it is ended by its pid.
+        ``early``: before the configuration is read, for the generated locustfile (``load.prestart_generated``);
+        once it is read (``early`` False), the process is kept only if that is the run's load, else ended."""
         config, run = self.config, self.run
         opt = config.option
-        if run is None or self.worker or runs_no_tests(config) or getattr(opt, "numprocesses", None) \
+        if (run is None and not early) or self.worker or runs_no_tests(config) or getattr(opt, "numprocesses", None) \
                 or getattr(opt, "setuponly", False) or getattr(opt, "setupplan", False) or getattr(opt, "keyword", ""):
-            return
-        from .load import LOAD_TEST_MARKS, PRESTART, PRESTARTED, LocustRun, load_workdir
+            return self._discard_prestarted()
+        from .load import LOAD_TEST_MARKS, PRESTART, PRESTARTED, LocustRun, load_workdir, prestart_generated
 
         if not PRESTART:
-            return
+            return None
 
         if getattr(opt, "markexpr", ""):
             from .pytest_compat import mark_expression_selects
 
             if not mark_expression_selects(opt.markexpr, LOAD_TEST_MARKS):
-                return
-        env = run.environment
-        spec = env.performance
-        if not (spec.tasks or (spec.locustfile and Path(spec.locustfile).is_file())) \
-                or env.load_refused(run.allow_load) \
-                or (env.read_only(run.allow_writes) and any(t.writes for t in spec.tasks)):
-            return  # no load (nothing to run, the probe, or a refusal): the test never starts Locust
+                return self._discard_prestarted()
         try:
-            prestarted = LocustRun(env, spec, load_workdir(run.settings.report_path),
-                                   allow_writes=run.allow_writes).prestart()
+            if early or run is None:
+                prestarted = prestart_generated(load_workdir(self.start.report_path), self.start.env_name)
+            else:
+                env = run.environment
+                spec = env.performance
+                if not (spec.tasks or (spec.locustfile and Path(spec.locustfile).is_file())) \
+                        or env.load_refused(run.allow_load) \
+                        or (env.read_only(run.allow_writes) and any(t.writes for t in spec.tasks)):
+                    return self._discard_prestarted()  # no load (nothing to run, the probe, a refusal)
+                if self._prestarted and not spec.locustfile:
+                    return None  # started early for the generated locustfile: the run's
+                self._discard_prestarted()  # a user's locustfile: started again with it
+                prestarted = LocustRun(env, spec, load_workdir(run.settings.report_path),
+                                       allow_writes=run.allow_writes).prestart()
         except OSError:
-            return  # the test starts Locust itself
+            return None  # the test starts Locust itself
         config.stash[PRESTARTED] = prestarted
         self._prestarted = True
+        return None
 
     def _discard_prestarted(self, items: list[pytest.Item] | None = None) -> None:
         """End the pre-started Locust process (by its pid) unless ``items`` hold the load test to release it."""

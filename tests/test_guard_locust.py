@@ -275,15 +275,99 @@ def test_distributed_workers_get_the_rule_from_the_master(gate_project: Gate) ->
 
 def test_the_gate_and_the_guard_in_locust_agree_on_their_variables() -> None:
     from pytest_deploygate.failures import READ_METHODS
-    from pytest_deploygate.load import GATE_VAR, GUARD, READ_ONLY_VAR, RELEASE_VAR
+    from pytest_deploygate.load import FAST_EXIT_VAR, GATE_VAR, GUARD, READ_ONLY_VAR, RELEASE_VAR
 
     source = GUARD.read_text()  # read, never imported here: it patches Locust's clients where it loads
     assert f'READ_ONLY_VAR = "{READ_ONLY_VAR}"' in source and f'GATE_VAR = "{GATE_VAR}"' in source
-    assert f'RELEASE_VAR = "{RELEASE_VAR}"' in source
+    assert f'RELEASE_VAR = "{RELEASE_VAR}"' in source and f'FAST_EXIT_VAR = "{FAST_EXIT_VAR}"' in source
     # Locust loads a copy of the guard without the package: its own list of reads must be the gate's
     reads = ", ".join(f'"{m}"' for m in ("GET", "HEAD", "OPTIONS"))
     assert READ_METHODS == {"GET", "HEAD", "OPTIONS"} and f"READ_METHODS = frozenset({{{reads}}})" in source
     assert "pytest_deploygate.locust_guard" not in sys.modules
+
+
+PRECOMPILED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import locust.html as html
+args = {"template_args": {"is_report": True, "history": [{"time": "12:00:00", "user_count": 3}]}, "theme": "light"}
+own = html.render_template_from("report.html", **args), html.render_template_from("index.html", **args)
+import deploygate_guard  # no release variable: nothing is precompiled at import
+assert not hasattr(html.render_template_from, "__wrapped__")
+assert deploygate_guard.precompile_html_report() and hasattr(html.render_template_from, "__wrapped__")
+now = html.render_template_from("report.html", **args), html.render_template_from("index.html", **args)
+print(now == own, len(own[0]) > 100_000, '"user_count": 3' in now[0])
+"""
+
+
+def test_the_precompiled_html_report_is_the_page_locust_renders(tmp_path: Path) -> None:
+    """A Locust started ahead compiles its HTML report's template while it waits for the release (Locust
+    would compile it after the load, while the gate waits): the page it renders is Locust's own, byte for byte."""
+    from pytest_deploygate.load import GUARD
+
+    (tmp_path / "deploygate_guard.py").write_text(GUARD.read_text())
+    out = subprocess.run([sys.executable, "-c", PRECOMPILED, str(tmp_path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "True True True", out.stdout
+
+
+FINALIZED = """
+import atexit, sys, weakref
+from locust import FastHttpUser, constant, events, task
+
+class Down(FastHttpUser):
+    wait_time = constant(0.2)
+
+    @task
+    def get(self):
+        self.client.get("/")
+
+@events.quit.add_listener
+def _quit(exit_code, **_):
+    print(f"quit event, exit code {exit_code}")  # stdout is a file: buffered
+
+atexit.register(print, "the locustfile's exit handler ran")
+
+class Finalized:
+    pass
+
+KEPT = Finalized()
+weakref.finalize(KEPT, print, "finalized at the interpreter's end")
+"""
+
+
+@pytest.mark.parametrize("fast", ["1", ""])
+def test_locust_running_the_generated_locustfile_ends_without_finalization_once_everything_is_written(
+        tmp_path: Path, fast: str) -> None:
+    """With the gate's variable (set for its generated locustfile) the master ends right after Locust's
+    shutdown and every exit handler Locust and the locustfile registered: its exit code, results, reports,
+    CSV files and buffered output are all there; only the interpreter's finalization is skipped. Without
+    it (a user's own locustfile) Locust ends as it always does."""
+    from pytest_deploygate.load import FAST_EXIT_VAR, GATE_VAR, GUARD, READ_ONLY_VAR, RELEASE_VAR
+
+    (tmp_path / "deploygate_guard.py").write_text(GUARD.read_text())
+    (tmp_path / "down.py").write_text(FINALIZED)
+    with socket.socket() as s:  # a port nobody listens on: every request fails (connection refused)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in (READ_ONLY_VAR, RELEASE_VAR)}
+    prefix = tmp_path / "run"
+    out = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", "deploygate_guard.py,down.py", "--headless", "--host",
+         f"http://127.0.0.1:{port}", "-u", "2", "-r", "2", "-t", "1s", "--json-file", str(prefix), "--html",
+         f"{prefix}.html", "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
+         "--exit-code-on-error", "7"], cwd=tmp_path, env={**env, GATE_VAR: str(os.getpid()), FAST_EXIT_VAR: fast},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert out.returncode == 7, out.stdout  # the exit code of Locust's shutdown: there were errors
+    assert "quit event, exit code 7" in out.stdout and "the locustfile's exit handler ran" in out.stdout
+    assert ("finalized at the interpreter's end" in out.stdout) is not fast, out.stdout
+    entries = json.loads(Path(f"{prefix}.json").read_text())
+    assert sum(e["num_failures"] for e in entries) > 0
+    assert json.loads(Path(f"{prefix}_failures.json").read_text())[0]["occurrences"] > 0
+    assert Path(f"{prefix}.html").read_text().lower().startswith("<!doctype html")
+    assert Path(f"{prefix}_stats.csv").read_text().splitlines()[-1].split(",")[1] == "Aggregated"
+    assert Path(f"{prefix}_stats_history.csv").read_text().endswith("\n")
 
 
 GUARDED = """

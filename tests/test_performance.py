@@ -454,11 +454,32 @@ def test_a_deselected_load_test_leaves_no_prestarted_locust(gate_project: Gate) 
     """The session starts Locust while pytest collects; deselected (here by --deselect, which the session
     cannot foresee), the load test never releases it, and the session ends it by its pid."""
     shorten(gate_project)
+    (gate_project.path / "conftest.py").write_text(SEEN_AT_COLLECTION)
     res = gate_project.run("--env", "staging", "-m", "gate and (smoke or performance)", "--deselect",
                            "test_performance.py::test_performance")
     assert res.ret == 0, res.output
     assert "deselected" in res.stdout and res.report is not None and "performance" not in res.report["categories"]
     workdir = gate_project.path / ".deploygate" / "performance"
-    assert (workdir / "locust-staging.log").exists()  # it was started ahead ...
-    assert not (workdir / "locust-staging.json").exists()  # ... and never ran
+    seen = json.loads((gate_project.path / "seen.json").read_text())
+    # it was started ahead (before the configuration was read, for the generated locustfile) ...
+    assert seen["locust"] == 1 and "locust-staging.log.starting" in seen["files"], seen
+    # ... ended by its pid, and what its start created is gone: the run had no load
+    assert not workdir.exists() or list(workdir.iterdir()) == [], list(workdir.iterdir())
     assert running_processes(LOCUST, str(gate_project.path)) == []
+
+
+#: a project conftest that notes, during collection, the Locust processes the session started and its files
+SEEN_AT_COLLECTION = """
+import json, os
+from pathlib import Path
+
+def pytest_collection_modifyitems(config, items):
+    children = []
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        children += Path(f"/proc/{os.getpid()}/task/{task}/children").read_text().split()
+    locust = sum(b"locust" in Path(f"/proc/{c}/cmdline").read_bytes() for c in children
+                 if Path(f"/proc/{c}").exists())
+    workdir = Path(config.rootpath) / ".deploygate" / "performance"
+    files = sorted(p.name for p in workdir.iterdir()) if workdir.exists() else []
+    Path(config.rootpath, "seen.json").write_text(json.dumps({"locust": locust, "files": files}))
+"""
