@@ -141,7 +141,8 @@ class Gate:
         if faults:
             env["DEPLOYGATE_DEMO_FAULTS"] = faults
         return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=self.path,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=_interruptible)
 
     def leftovers(self) -> list[str]:
         return demo_processes(str(self.tmp))
@@ -154,6 +155,15 @@ def waits_on_its_pipe(pid: int) -> bool:
         return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
     except OSError:
         return False
+
+
+def _interruptible() -> None:
+    """In the child, before exec: SIGINT back to its default, so the gate installs Python's KeyboardInterrupt handler
+    even when this test run inherited SIGINT ignored (a shell starts a background job so: an xdist worker of a
+    ``pytest -n 2 &`` ignores it, and Python keeps an ignored SIGINT ignored), and a test's SIGINT reaches it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextmanager
