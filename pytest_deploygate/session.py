@@ -147,14 +147,17 @@ class GateSession:
         #: a Locust process was pre-started for the load test (``load.PRESTARTED``): only then is load.py imported
         #: to end it
         self._prestarted = False
-        self._sigterm: Any = None
+        #: the handlers this run replaced (restored at unconfigure), by signal number
+        self._handlers: dict[int, Any] = {}
+        #: a SIGINT or SIGTERM reached this process (see :meth:`_install_signal_handlers`)
+        self.signalled: int | None = None
 
     # ----------------------------------------------------------------------------------------------
     # configure
 
     def configure(self) -> None:
         config, start = self.config, self.start
-        self._install_sigterm()
+        self._install_signal_handlers()
         builtin = config.getini("deploygate_builtin_suites") and not config.getoption("deploygate_no_suites") \
             and config.args_source != pytest.Config.ArgsSource.ARGS
         if builtin:
@@ -260,15 +263,40 @@ class GateSession:
             return
         prestarted.discard()
 
-    def _install_sigterm(self) -> None:
-        """Turn SIGTERM into KeyboardInterrupt so a killed run still tears down what it started (restored
-        at unconfigure: pytest may run in a process that outlives the session)."""
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            def interrupt(signum: int, frame: object) -> None:
-                raise KeyboardInterrupt("SIGTERM")
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM becomes a KeyboardInterrupt, so a killed run still tears down what it started; SIGINT stays
+        one. Both also leave a flag: Python runs a signal's handler at whatever instruction comes next, and
+        if that is inside a weakref callback, a ``__del__`` or a garbage collector callback, the
+        KeyboardInterrupt is printed as "Exception ignored" and dropped, and the run would go on to a
+        verdict. The flag makes the next test boundary raise it again (:meth:`_lost_interrupt`). Only
+        Python's default handlers are replaced, and they are restored at unconfigure (pytest may run in a
+        process that outlives the session)."""
+        defaults = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
+        for signum, default in defaults.items():
+            if signal.getsignal(signum) is not default:
+                continue  # ignored (a background job), or someone else's handler: left alone
 
-            signal.signal(signal.SIGTERM, interrupt)
-            self._sigterm = signal.SIG_DFL
+            def interrupt(signum: int, frame: object) -> None:
+                self.signalled = signum
+                raise KeyboardInterrupt(*(("SIGTERM",) if signum == signal.SIGTERM else ()))
+
+            try:
+                signal.signal(signum, interrupt)
+            except ValueError:  # pytest run from a thread other than the main one: signals are not its own
+                return
+            self._handlers[signum] = default
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+        self._handlers.clear()
+
+    def _lost_interrupt(self) -> None:
+        """A signal arrived but its KeyboardInterrupt never reached pytest (dropped in a callback, see
+        :meth:`_install_signal_handlers`): interrupt the run now, before another test starts."""
+        if self.signalled is not None:
+            name = signal.Signals(self.signalled).name
+            raise KeyboardInterrupt(f"{name} (its first KeyboardInterrupt was lost in a cleanup callback)")
 
     def _could_not_run(self, error: str) -> None:
         """The report of a run stopped by a usage error (exit 4) before it judged anything."""
@@ -364,7 +392,9 @@ class GateSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> None:
-        """xdist worker: pick up the launched addresses before the first test's fixtures need them."""
+        """An interrupt lost during the previous test (or before) stops the run here. xdist worker: pick up
+        the launched addresses before the first test's fixtures need them."""
+        self._lost_interrupt()
         if self.worker and self.run is not None:
             self.run.target.pick_up()
 
@@ -482,6 +512,8 @@ class GateSession:
         self.purge_ledgers()  # before the report: what stays is named in it
         if self.worker or runs_no_tests(self.config) or self.run is None:
             return
+        if self.signalled is not None:  # a lost interrupt after the last test: still an interrupted run
+            self.interrupted = True
         if self.interrupted and exitstatus != pytest.ExitCode.INTERRUPTED:
             exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED  # pytest failed to report it
         if exitstatus == pytest.ExitCode.USAGE_ERROR:  # could not run (launch, pre-flight): nothing was judged
@@ -559,8 +591,7 @@ class GateSession:
 
             remove_process_guard(config)
         self._final_word()
-        if self._sigterm is not None:
-            signal.signal(signal.SIGTERM, self._sigterm)
+        self._restore_signal_handlers()
 
     def _final_word(self) -> None:
         """A run that ended before its verdict (interrupted while configuring, launching or collecting, or
@@ -572,7 +603,7 @@ class GateSession:
 
         secrets = self.run.secrets if self.run is not None else frozenset()
         try:
-            if self.interrupted:
+            if self.interrupted or self.signalled is not None:
                 write_status_report(start, _version(), "INTERRUPTED", int(pytest.ExitCode.INTERRUPTED),
                                     "interrupted before the gate could judge", secrets)
             else:

@@ -90,6 +90,47 @@ def test_an_interrupt_on_an_instruction_without_a_line_is_still_an_interrupted_r
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_dropped_in_a_callback_still_stops_the_run(gate_project: Gate, sig: int) -> None:
+    """Python runs a signal's handler at the next instruction, and when that is inside a weakref callback
+    (a ``WeakSet``'s, seen in CI mid-CRUD), the KeyboardInterrupt is printed as "Exception ignored" and
+    dropped: the run went on to its verdict and exited 1. The next test must not start: exit 2, INTERRUPTED."""
+    gate_project.pytester.makepyfile(test_lost=f"""
+        import os, signal, weakref
+
+        class Thing:
+            pass
+
+        def test_signalled_inside_a_callback():
+            thing = Thing()
+
+            def callback(ref):
+                os.kill(os.getpid(), {int(sig)})  # its KeyboardInterrupt is raised here, in the callback
+                for _ in range(1000):
+                    pass
+
+            ref = weakref.ref(thing, callback)
+            del thing  # the callback runs, the interrupt is dropped, and this test goes on
+            assert ref() is None
+
+        def test_after():
+            open("after-ran", "w").close()
+    """)
+    proc = gate_project.start("--env", "staging", "--no-builtin-suites", "test_lost.py")
+    try:
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Exception ignored" in out and "KeyboardInterrupt" in out, out  # it was dropped, as in CI
+    assert proc.returncode == 2, out
+    assert not (gate_project.path / "after-ran").exists(), out
+    assert "GATE INTERRUPTED" in out and "Traceback" not in out.split("Exception ignored")[0], out
+    report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
+    assert report["verdict"] == "INTERRUPTED" and report["interrupted"] is True and report["exit_status"] == 2
+    assert report["tests"]["passed"] == 1, report["tests"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("point", ["mid-crud", "mid-load"])
 def test_interrupting_at_any_point_leaves_nothing_behind(gate_project: Gate, sig: int, point: str) -> None:
     """No test record in any table, no Locust, and a readable report marked interrupted."""
