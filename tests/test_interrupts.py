@@ -143,8 +143,12 @@ def test_interrupting_at_any_point_leaves_nothing_behind(gate_project: Gate, sig
         if point == "mid-crud":  # a record exists: each slow CRUD step takes 3.5 s
             wait_for(lambda: demo.gate_records()["staging"] > 0, what="a gate record in staging")
         else:
-            wait_for(lambda: running_processes("locust", str(gate_project.path)), what="locust to start")
-            time.sleep(2)
+            # a Locust exists from configure on (started ahead, waiting): wait for its load to reach staging
+            def loading() -> bool:
+                return bool(running_processes("locust", str(gate_project.path))) and requests.get(
+                    demo.api("staging") + "/_demo/stats", timeout=10).json()["requests"] > 50
+
+            wait_for(loading, timeout=120, what="load on staging")
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 2, out
