@@ -58,7 +58,18 @@ _CREDENTIAL_HINTS = (re.compile(r"-(?i:amz-security-token)"), None)
 def _variants(secret: str) -> set[str]:
     """How ``secret`` can appear in output: as is, JSON- or XML-escaped, in a Python repr, URL-encoded."""
     return {secret, json.dumps(secret)[1:-1], html.escape(secret), html.escape(secret, quote=False),
-            repr(secret)[1:-1], quote(secret, safe="")}
+            repr(secret)[1:-1], _url_encoded(secret)}
+
+
+def _url_encoded(secret: str) -> str:
+    """``secret`` URL-encoded as the bytes it stands for: a value read from a non-UTF-8 environment carries
+    lone surrogates, which the UTF-8 codec refuses."""
+    for errors in ("surrogateescape", "surrogatepass"):
+        try:
+            return quote(secret.encode("utf-8", errors), safe="")
+        except UnicodeEncodeError:
+            continue
+    return quote(secret.encode("utf-8", "replace"), safe="")
 
 
 def _private_parts(secret: str) -> list[str]:

@@ -24,7 +24,7 @@ from pytest_deploygate.gate import (
     metric_category,
 )
 from pytest_deploygate.gate import TestTally as Tally  # not TestTally here: pytest would try to collect it
-from pytest_deploygate.thresholds import SKIP, Policy, Threshold, parse_condition, worst
+from pytest_deploygate.thresholds import SKIP, Policy, Threshold, parse_condition, parse_key, worst
 
 LATENCY = "smoke.health.latency_ms"
 
@@ -88,8 +88,15 @@ def test_a_category_of_recorded_metrics_is_judged_only_by_what_judged_it() -> No
     only = _judge([info], {"smoke": Tally(passed=1)})
     assert only.categories["custom"] == {"verdict": INFO, "tests": {"passed": 0, "failed": 0, "skipped": 0},
                                          "failed_tests": []}
-    # a judged threshold beside it decides its category, INFO does not count
+    # unjudged beside unjudged: still INFO
     assert _judge([info, _metric("custom.lambda_errors_count", 9, fn="x")], {}).categories["custom"]["verdict"] == INFO
+    # a judged threshold beside it decides its category, INFO does not count
+    key = "custom.lambda_errors_count{fn=x}"
+    judged = Threshold(key, parse_condition("> 5", "custom.lambda_errors_count"), None, labels=parse_key(key)[1])
+    policy = Policy(None, (*POLICY.thresholds, judged))
+    for value, verdict in ((9, FAIL), (2, PASS)):
+        both = judge("staging", [info, _metric("custom.lambda_errors_count", value, fn="x")], policy, {})
+        assert both.categories["custom"]["verdict"] == verdict and both.verdict == verdict, (value, both.categories)
     # recorded metrics alone are no check: the gate says so
     assert _judge([info], {}).verdict == "NO CHECKS"
 

@@ -9,6 +9,7 @@ import os
 import random
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import pytest
 from allure_commons import model2  # its TestResult classes, not pytest's to collect
@@ -54,6 +55,15 @@ class PlainObject:
 
 # --------------------------------------------------------------------------------------------------
 # values
+
+
+def test_a_secret_read_from_a_non_utf8_environment_is_masked_in_every_form() -> None:
+    """A value of an environment variable that is not UTF-8 holds lone surrogates (``os.environ`` decodes it with
+    ``surrogateescape``): URL-encoding it as text raised, and every redaction with it failed."""
+    for secret in ("dgunit-\udcff-9f3b7c1a5e", "dgunit-\ud800-9f3b7c1a5e"):
+        raw = secret.encode("utf-8", "surrogateescape" if "\udcff" in secret else "surrogatepass")
+        text = f"env {secret} url ?k={quote(raw, safe='')} end"
+        assert redact(text, frozenset([secret])) == f"env {MASK} url ?k={MASK} end"
 
 
 def test_containers_are_redacted_all_the_way_down() -> None:
