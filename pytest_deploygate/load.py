@@ -45,6 +45,9 @@ GATE_VAR = "DEPLOYGATE_GATE_PID"
 FAST_EXIT_VAR = "DEPLOYGATE_LOAD_FAST_EXIT"
 #: a pre-started Locust process reads its release (command line and environment) from this file descriptor
 RELEASE_VAR = "DEPLOYGATE_LOAD_RELEASE_FD"
+#: how long a release may wait for the process started ahead to read it (it is then ended, and the run starts
+#: a fresh one)
+RELEASE_TIMEOUT_S = 30.0
 GUARD = Path(__file__).with_name("locust_guard.py")
 #: how often the gate looks at Locust's history while it runs (Locust appends a row a second), and the
 #: longest it waits when nothing new came: in between it sleeps in the kernel, waking only if Locust exits
@@ -429,6 +432,8 @@ class Prestarted:
         self.pending_log: tuple[Path, Path] | None = None
         #: released to a run (which now owns the process) or discarded
         self.done = False
+        #: what in its environment took effect before the release (:func:`startup_environment`)
+        self.startup: dict[str, str] = {}
 
     @property
     def pid(self) -> int:
@@ -442,11 +447,20 @@ class Prestarted:
             self.discard()
             return False
         message = json.dumps({"argv": argv, "env": dict(env)}).encode() + b"\n"
+        deadline = time.monotonic() + RELEASE_TIMEOUT_S
         try:
+            os.set_blocking(self._fd, False)
             view = memoryview(message)
             while view:
-                view = view[os.write(self._fd, view):]
-        except OSError:  # it died meanwhile (EPIPE)
+                # a release larger than the pipe's buffer waits for the process to read: bounded in time
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([], [self._fd], [], left)[1]:
+                    raise TimeoutError
+                try:
+                    view = view[os.write(self._fd, view):]
+                except BlockingIOError:
+                    continue
+        except OSError:  # it died meanwhile (EPIPE), or it does not read (TimeoutError)
             self.discard()
             return False
         self._close()
@@ -500,6 +514,32 @@ class Prestarted:
 PLACEHOLDER = "# pytest-deploygate: the load test writes the generated locustfile here before Locust reads it\n"
 
 
+#: environment variables read as Python, gevent and the guard start, before the release hands the run its
+#: environment: a run whose values differ from the waiting process's gets a fresh Locust
+STARTUP_PREFIXES = ("PYTHON", "LD_", "GEVENT")
+
+
+def startup_environment(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith(STARTUP_PREFIXES) and k != RELEASE_VAR}
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` unless it already holds it, and then whole at once (a new file renamed over
+    the old one): a Locust started ahead may be reading it (the guard's copy, while it imports it)."""
+    try:
+        if path.read_text() == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    fresh = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fresh.write_text(text)
+        os.replace(fresh, path)
+    except BaseException:
+        fresh.unlink(missing_ok=True)
+        raise
+
+
 def guard_copy(workdir: Path) -> Path:
     # a copy in the work directory: Locust puts a locustfile's directory on sys.path while importing it,
     # and the package's own modules (http.py, ...) would shadow the standard library's
@@ -528,32 +568,25 @@ def _spawn_waiting(workdir: Path, locustfile: Path, log: Path, env: dict[str, st
         raise
     finally:
         os.close(read)
-    return Prestarted(proc, write, locustfile, workdir)
+    prestarted = Prestarted(proc, write, locustfile, workdir)
+    prestarted.startup = startup_environment(env)
+    return prestarted
 
 
-def prestart_generated(workdir: Path, env_name: str) -> Prestarted:
-    """Start Locust for the generated locustfile before the configuration is even read (Python and Locust
-    load meanwhile): only the work directory and the environment's name are needed. The configuration then
-    decides: kept for the load test's release, or discarded (by its pid, with what this created) when the
-    run has no load for it (nothing to load, the probe, a refusal, a user's locustfile)."""
+def _make_workdir(workdir: Path) -> list[Path]:
+    """Make ``workdir``; returns the directories this made, outermost first."""
     created: list[Path] = []
     if not workdir.is_dir():
         for parent in reversed([workdir, *workdir.parents]):
             if not parent.exists():
                 created.append(parent)
         workdir.mkdir(parents=True, exist_ok=True)
-    guard, locustfile = guard_copy(workdir), generated_locustfile(workdir)
-    if not guard.exists():
-        created.append(guard)
-    guard.write_text(GUARD.read_text())
-    if not locustfile.exists():  # else the last run's: replaced before the release all the same
-        locustfile.write_text(PLACEHOLDER)
-        created.append(locustfile)
-    env = {k: v for k, v in os.environ.items() if k not in (AUTH_VAR, READ_ONLY_VAR, FAST_EXIT_VAR)}
-    env[GATE_VAR] = str(os.getpid())
-    log = locust_log(workdir, env_name)
-    # its output goes to a file of its own until the release names it the run's log (a run without load
-    # leaves the last run's log as it was)
+    return created
+
+
+def _spawn_pending(workdir: Path, locustfile: Path, log: Path, env: dict[str, str], created: list[Path]) -> Prestarted:
+    """:func:`_spawn_waiting` with its output in a file of its own until the release names it the run's log
+    ``log`` (a run without load leaves the last run's log as it was); ``created`` is removed if discarded."""
     pending = log.with_name(log.name + ".starting")
     try:
         prestarted = _spawn_waiting(workdir, locustfile, pending, env)
@@ -563,6 +596,24 @@ def prestart_generated(workdir: Path, env_name: str) -> Prestarted:
     prestarted.created = created
     prestarted.pending_log = (pending, log)
     return prestarted
+
+
+def prestart_generated(workdir: Path, env_name: str) -> Prestarted:
+    """Start Locust for the generated locustfile before the configuration is even read (Python and Locust
+    load meanwhile): only the work directory and the environment's name are needed. The configuration then
+    decides: kept for the load test's release, or discarded (by its pid, with what this created) when the
+    run has no load for it (nothing to load, the probe, a refusal, a user's locustfile)."""
+    created = _make_workdir(workdir)
+    guard, locustfile = guard_copy(workdir), generated_locustfile(workdir)
+    if not guard.exists():
+        created.append(guard)
+    write_if_changed(guard, GUARD.read_text())
+    if not locustfile.exists():  # else the last run's: replaced before the release all the same
+        locustfile.write_text(PLACEHOLDER)
+        created.append(locustfile)
+    env = {k: v for k, v in os.environ.items() if k not in (AUTH_VAR, READ_ONLY_VAR, FAST_EXIT_VAR)}
+    env[GATE_VAR] = str(os.getpid())
+    return _spawn_pending(workdir, locustfile, locust_log(workdir, env_name), env, created)
 
 
 class LocustRun:
@@ -637,8 +688,8 @@ class LocustRun:
         self.workdir.mkdir(parents=True, exist_ok=True)
         locustfile = self.locustfile
         if not self.spec.locustfile:
-            locustfile.write_text(render_locustfile(self.env, self.spec))
-        self.guard.write_text(GUARD.read_text())
+            write_if_changed(locustfile, render_locustfile(self.env, self.spec))
+        write_if_changed(self.guard, GUARD.read_text())
         return locustfile
 
     def _environment(self) -> dict[str, str]:
@@ -657,8 +708,11 @@ class LocustRun:
     def prestart(self) -> Prestarted:
         """Start Locust now, to be released by :meth:`run` (see :class:`Prestarted`): Python and Locust load
         while pytest is busy elsewhere, and the run starts the moment it is released."""
+        created = _make_workdir(self.workdir)
+        if not self.guard.exists():
+            created.append(self.guard)
         locustfile = self._prepare()
-        return _spawn_waiting(self.workdir, locustfile, self.log, self._environment())
+        return _spawn_pending(self.workdir, locustfile, self.log, self._environment(), created)
 
     def _start(self, locustfile: Path, env: dict[str, str], prestarted: Prestarted | None) -> subprocess.Popen[bytes]:
         """Release the pre-started process (if it is this run's), else start a fresh one."""
@@ -666,7 +720,7 @@ class LocustRun:
         if prestarted is not None:
             prestarted.created = []  # the run's work directory now: a discard leaves its files
             if prestarted.locustfile == locustfile and prestarted.workdir == self.workdir \
-                    and prestarted.release(command[3:], env):
+                    and prestarted.startup == startup_environment(env) and prestarted.release(command[3:], env):
                 self.proc = prestarted.proc
                 return prestarted.proc
             prestarted.discard()

@@ -263,8 +263,8 @@ def await_release() -> None:
     os.environ.clear()
     os.environ.update(env)
     sys.argv[1:] = argv
-    # gevent's loop keeps the time it last looked at (before the wait): its timers (Locust's --run-time among
-    # them) would count the wait as part of the run
+    # gevent's loop keeps the time it last looked at: a precaution so that no timer (Locust's --run-time among
+    # them) counts the wait as part of the run (measured, the run lasts its full length without it too)
     from gevent import get_hub
 
     get_hub().loop.update_now()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Generator
 from pathlib import Path
@@ -149,8 +150,10 @@ class GateSession:
         self._prestarted = False
         #: the handlers this run replaced (restored at unconfigure), by signal number
         self._handlers: dict[int, Any] = {}
-        #: a SIGINT or SIGTERM reached this process (see :meth:`_install_signal_handlers`)
-        self.signalled: int | None = None
+        #: the signal whose KeyboardInterrupt Python dropped (see :meth:`_install_signal_handlers`)
+        self.lost_signal: int | None = None
+        #: (our ``sys.unraisablehook``, the one it wraps) once a signal came
+        self._unraisable: tuple[Any, Any] | None = None
 
     # ----------------------------------------------------------------------------------------------
     # configure
@@ -216,9 +219,10 @@ class GateSession:
         once it is read (``early`` False), the process is kept only if that is the run's load, else ended."""
         config, run = self.config, self.run
         opt = config.option
-        if (run is None and not early) or self.worker or runs_no_tests(config) or getattr(opt, "numprocesses", None) \
+        xdist = getattr(opt, "numprocesses", None) or getattr(opt, "dist", "no") != "no" or getattr(opt, "tx", None)
+        if (run is None and not early) or self.worker or not writes_report(config) or xdist \
                 or getattr(opt, "setuponly", False) or getattr(opt, "setupplan", False) or getattr(opt, "keyword", ""):
-            return self._discard_prestarted()
+            return self._discard_prestarted()  # xdist (the load runs on a worker), --help, --co, ...
         from .load import LOAD_TEST_MARKS, PRESTART, PRESTARTED, LocustRun, load_workdir, prestart_generated
 
         if not PRESTART:
@@ -246,8 +250,12 @@ class GateSession:
                                        allow_writes=run.allow_writes).prestart()
         except OSError:
             return None  # the test starts Locust itself
-        config.stash[PRESTARTED] = prestarted
-        self._prestarted = True
+        try:
+            config.stash[PRESTARTED] = prestarted
+            self._prestarted = True
+        except BaseException:  # interrupted right here: unconfigure could not find it
+            prestarted.discard()
+            raise
         return None
 
     def _discard_prestarted(self, items: list[pytest.Item] | None = None) -> None:
@@ -265,20 +273,22 @@ class GateSession:
 
     def _install_signal_handlers(self) -> None:
         """SIGTERM becomes a KeyboardInterrupt, so a killed run still tears down what it started; SIGINT stays
-        one. Both also leave a flag: Python runs a signal's handler at whatever instruction comes next, and
-        if that is inside a weakref callback, a ``__del__`` or a garbage collector callback, the
-        KeyboardInterrupt is printed as "Exception ignored" and dropped, and the run would go on to a
-        verdict. The flag makes the next test boundary raise it again (:meth:`_lost_interrupt`). Only
-        Python's default handlers are replaced, and they are restored at unconfigure (pytest may run in a
-        process that outlives the session)."""
+        one. Python runs a signal's handler at whatever instruction comes next, and if that is inside a weakref
+        callback, a ``__del__`` or a garbage collector callback, the KeyboardInterrupt is printed as "Exception
+        ignored" and dropped: the run would go on to a verdict. A dropped one goes to ``sys.unraisablehook``
+        (a KeyboardInterrupt a test catches does not), so the handler watches that hook, and the next test
+        boundary raises it again (:meth:`_lost_interrupt`). Only Python's default handlers are replaced, and
+        they are restored at unconfigure (pytest may run in a process that outlives the session)."""
         defaults = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
         for signum, default in defaults.items():
             if signal.getsignal(signum) is not default:
                 continue  # ignored (a background job), or someone else's handler: left alone
 
             def interrupt(signum: int, frame: object) -> None:
-                self.signalled = signum
-                raise KeyboardInterrupt(*(("SIGTERM",) if signum == signal.SIGTERM else ()))
+                error = KeyboardInterrupt(*(("SIGTERM",) if signum == signal.SIGTERM else ()))
+                error.deploygate_signal = signum  # type: ignore[attr-defined]
+                self._watch_unraisable()
+                raise error
 
             try:
                 signal.signal(signum, interrupt)
@@ -286,17 +296,36 @@ class GateSession:
                 return
             self._handlers[signum] = default
 
+    def _watch_unraisable(self) -> None:
+        """Wrap whatever ``sys.unraisablehook`` is in place now (pytest's own, since its configure) so that it
+        notes a dropped interrupt of ours before doing its usual work."""
+        current = sys.unraisablehook
+        if self._unraisable is not None and current is self._unraisable[0]:
+            return
+
+        def hook(unraisable: Any) -> None:
+            signum = getattr(unraisable.exc_value, "deploygate_signal", None)
+            if isinstance(signum, int):
+                self.lost_signal = signum
+            current(unraisable)
+
+        self._unraisable = (hook, current)
+        sys.unraisablehook = hook
+
     def _restore_signal_handlers(self) -> None:
         for signum, handler in self._handlers.items():
             signal.signal(signum, handler)
         self._handlers.clear()
+        if self._unraisable is not None and sys.unraisablehook is self._unraisable[0]:
+            sys.unraisablehook = self._unraisable[1]
+        self._unraisable = None
 
     def _lost_interrupt(self) -> None:
-        """A signal arrived but its KeyboardInterrupt never reached pytest (dropped in a callback, see
-        :meth:`_install_signal_handlers`): interrupt the run now, before another test starts."""
-        if self.signalled is not None:
-            name = signal.Signals(self.signalled).name
-            raise KeyboardInterrupt(f"{name} (its first KeyboardInterrupt was lost in a cleanup callback)")
+        """A signal's KeyboardInterrupt was dropped (see :meth:`_install_signal_handlers`): interrupt the run
+        now, before another test starts."""
+        if self.lost_signal is not None:
+            name = signal.Signals(self.lost_signal).name
+            raise KeyboardInterrupt(f"{name} (Python dropped its first KeyboardInterrupt in a callback)")
 
     def _could_not_run(self, error: str) -> None:
         """The report of a run stopped by a usage error (exit 4) before it judged anything."""
@@ -512,7 +541,7 @@ class GateSession:
         self.purge_ledgers()  # before the report: what stays is named in it
         if self.worker or runs_no_tests(self.config) or self.run is None:
             return
-        if self.signalled is not None:  # a lost interrupt after the last test: still an interrupted run
+        if self.lost_signal is not None:  # dropped after the last test: still an interrupted run
             self.interrupted = True
         if self.interrupted and exitstatus != pytest.ExitCode.INTERRUPTED:
             exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED  # pytest failed to report it
@@ -603,7 +632,7 @@ class GateSession:
 
         secrets = self.run.secrets if self.run is not None else frozenset()
         try:
-            if self.interrupted or self.signalled is not None:
+            if self.interrupted or self.lost_signal is not None:
                 write_status_report(start, _version(), "INTERRUPTED", int(pytest.ExitCode.INTERRUPTED),
                                     "interrupted before the gate could judge", secrets)
             else:

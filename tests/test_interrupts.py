@@ -125,9 +125,35 @@ def test_an_interrupt_dropped_in_a_callback_still_stops_the_run(gate_project: Ga
     assert proc.returncode == 2, out
     assert not (gate_project.path / "after-ran").exists(), out
     assert "GATE INTERRUPTED" in out and "Traceback" not in out.split("Exception ignored")[0], out
+    assert "dropped its first KeyboardInterrupt" in out, out
     report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
     assert report["verdict"] == "INTERRUPTED" and report["interrupted"] is True and report["exit_status"] == 2
     assert report["tests"]["passed"] == 1, report["tests"]
+
+
+def test_a_test_that_catches_its_own_interrupt_does_not_stop_the_run(gate_project: Gate) -> None:
+    """Only a dropped KeyboardInterrupt is raised again: one a test raises in itself and catches is its own."""
+    gate_project.pytester.makepyfile(test_own_ctrl_c="""
+        import os, signal
+        import pytest
+
+        def test_ctrl_c_handling():
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):
+                    pass
+
+        def test_after():
+            pass
+    """)
+    proc = gate_project.start("--env", "staging", "--no-builtin-suites", "test_own_ctrl_c.py")
+    try:
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "2 passed" in out and "GATE PASS" in out and "INTERRUPTED" not in out, out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

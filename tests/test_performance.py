@@ -440,6 +440,91 @@ def test_a_prestarted_locust_that_is_never_released_is_ended(tmp_path: Path) -> 
         assert served[0] == 0
 
 
+@pytest.mark.e2e
+def test_a_locust_started_ahead_for_a_users_locustfile_leaves_the_last_runs_log(tmp_path: Path) -> None:
+    """Started ahead for a user's locustfile and then not run, it leaves the last run's log as it was and
+    removes the guard's copy it wrote (the same as for the generated locustfile)."""
+    import dataclasses
+
+    workdir = tmp_path / "performance"
+    workdir.mkdir()
+    log = workdir / "locust-staging.log"
+    log.write_text("the last run's log\n")
+    user_file = tmp_path / "my_locustfile.py"
+    user_file.write_text("from locust import HttpUser, task\n\nclass U(HttpUser):\n    @task\n    def t(self):\n"
+                         "        self.client.get('/')\n")
+    with _counting_server() as (url, served):
+        run = _load_run(url, workdir)
+        run.spec = dataclasses.replace(run.spec, tasks=(), locustfile=str(user_file))
+        prestarted = run.prestart()
+        try:
+            wait_for(lambda: waits_on_its_pipe(prestarted.pid), timeout=60, what="Locust waiting in the guard")
+            assert log.read_text() == "the last run's log\n"
+        finally:
+            prestarted.discard()
+    assert log.read_text() == "the last run's log\n" and served[0] == 0
+    assert sorted(p.name for p in workdir.iterdir()) == ["locust-staging.log"]
+
+
+@pytest.mark.e2e
+def test_a_locust_started_ahead_with_another_interpreter_environment_is_not_released(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Python and gevent read as they start (PYTHON*, LD_*, GEVENT*) took effect before the release: a run
+    whose values changed since gets a fresh Locust, and the waiting one is ended."""
+    from pytest_deploygate.thresholds import Policy
+
+    with _counting_server() as (url, served):
+        workdir = tmp_path / "performance"
+        prestarted = _load_run(url, workdir).prestart()
+        try:
+            wait_for(lambda: waits_on_its_pipe(prestarted.pid), timeout=60, what="Locust waiting in the guard")
+            monkeypatch.setenv("PYTHONWARNINGS", "ignore::DeprecationWarning")
+            outcome = _load_run(url, workdir).run(Policy(None, ()), None, prestarted)
+        finally:
+            prestarted.discard()
+    assert prestarted.proc.returncode == -signal.SIGKILL, "the waiting Locust was released"
+    assert outcome.exit_code == 0 and outcome.result is not None, outcome.log_tail
+    assert 0 < outcome.result.requests <= served[0], (outcome.result, served)  # the fresh one's load
+
+
+def test_a_release_the_waiting_process_does_not_read_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release larger than the pipe's buffer waits for the process to read it: never longer than
+    RELEASE_TIMEOUT_S. The process is then ended, and the run starts a fresh one."""
+    from pytest_deploygate import load
+
+    monkeypatch.setattr(load, "RELEASE_TIMEOUT_S", 0.5)
+    read, write = os.pipe()
+    stuck = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        waiting = load.Prestarted(stuck, write, Path("locustfile.py"), Path("."))
+        started = time.monotonic()
+        assert waiting.release(["--headless"], {"BIG": "x" * 1_000_000}) is False
+        assert time.monotonic() - started < 10
+        assert waiting.done and stuck.poll() == -signal.SIGKILL
+    finally:
+        os.close(read)
+        if stuck.poll() is None:
+            stuck.kill()
+        stuck.wait()
+
+
+def test_the_files_a_waiting_locust_reads_are_written_whole_and_only_when_changed(tmp_path: Path) -> None:
+    """The guard's copy is imported by a Locust started ahead while the run prepares its own: it is never
+    truncated under it (written to a new file, renamed over), and not written at all when unchanged."""
+    from pytest_deploygate.load import write_if_changed
+
+    target = tmp_path / "deploygate_guard.py"
+    write_if_changed(target, "one\n")
+    first = target.stat()
+    write_if_changed(target, "one\n")
+    assert target.stat().st_ino == first.st_ino and target.stat().st_mtime_ns == first.st_mtime_ns
+    with open(target) as reader:  # what a reader opened before the change still reads whole
+        write_if_changed(target, "two\n")
+        assert reader.read() == "one\n"
+    assert target.read_text() == "two\n" and target.stat().st_ino != first.st_ino
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deploygate_guard.py"]
+
+
 def test_the_load_tests_markers_are_the_ones_matched_before_collection() -> None:
     """``-m`` is matched against LOAD_TEST_MARKS before collection (to start Locust ahead): they must be the
     load test's own."""
