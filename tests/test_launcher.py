@@ -76,3 +76,28 @@ def test_a_moto_server_alone_holds_its_listening_socket(tmp_path: Path) -> None:
     finally:
         demo.stop()
     wait_for(lambda: demo_processes(str(tmp_path)) == [], timeout=30, what="no process left")
+
+
+def test_each_account_has_one_aws_managed_dynamodb_key(tmp_path: Path) -> None:
+    # DynamoDB creates its AWS managed key (alias/aws/dynamodb) with an account's first encrypted table; moto's
+    # check-then-create has no lock, so an environment's tables created at the same time made two keys under one
+    # alias, an account no real AWS holds
+    import boto3
+
+    demo = launcher.Demo.start(STAGES, parse_faults("", STAGES), tmp_path / "demo")
+    try:
+        for name, info in demo.environments.items():
+            options = {"endpoint_url": info["endpoint_url"], "region_name": "us-east-1",
+                       "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+            kms, ddb = boto3.client("kms", **options), boto3.client("dynamodb", **options)
+            aliases = [a for a in kms.list_aliases()["Aliases"] if a["AliasName"] == "alias/aws/dynamodb"]
+            assert len(aliases) == 1, f"{name}: {len(aliases)} keys aliased alias/aws/dynamodb: {aliases}"
+            key_arn = kms.describe_key(KeyId="alias/aws/dynamodb")["KeyMetadata"]["Arn"]
+            tables = ddb.list_tables()["TableNames"]
+            assert len(tables) == len(launcher.COLLECTIONS), (name, tables)
+            for table in tables:  # every table encrypted with that one key
+                sse = ddb.describe_table(TableName=table)["Table"]["SSEDescription"]
+                assert (sse["SSEType"], sse["KMSMasterKeyArn"]) == ("KMS", key_arn), (name, table, sse)
+    finally:
+        demo.stop()
+    wait_for(lambda: demo_processes(str(tmp_path)) == [], timeout=30, what="no process left")

@@ -391,8 +391,15 @@ def provision_environment(env: EnvironmentSetup) -> tuple[list[Callable[[], None
     the groups the API's configuration needs (its user pool), then the others (tables, bucket, function, log
     group, queues, alarms, parameters, secret)."""
     for_api, others = serverless.tasks(env)
-    tables = [functools.partial(_provision_table, env, c) for c in COLLECTIONS]
-    return for_api, [*tables, functools.partial(_provision_bucket, env), *others]
+    return for_api, [functools.partial(_provision_tables, env), functools.partial(_provision_bucket, env), *others]
+
+
+def _provision_tables(env: EnvironmentSetup) -> None:
+    """The environment's tables, one after the other: an account's first encrypted table creates DynamoDB's AWS
+    managed key (``alias/aws/dynamodb``), and moto's check-then-create of it has no lock (two tables created at
+    once made two keys under that one alias)."""
+    for collection in COLLECTIONS:
+        _provision_table(env, collection)
 
 
 def _provision_table(env: EnvironmentSetup, collection: str) -> None:
