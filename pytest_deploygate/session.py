@@ -154,6 +154,9 @@ class GateSession:
         self.lost_signal: int | None = None
         #: (our ``sys.unraisablehook``, the one it wraps) once a signal came
         self._unraisable: tuple[Any, Any] | None = None
+        #: signals received (the last one's number), and how many of them a test phase's end has seen
+        self._signals = self._signals_seen = 0
+        self._last_signal = 0
 
     # ----------------------------------------------------------------------------------------------
     # configure
@@ -277,14 +280,19 @@ class GateSession:
         callback, a ``__del__`` or a garbage collector callback, the KeyboardInterrupt is printed as "Exception
         ignored" and dropped: the run would go on to a verdict. A dropped one goes to ``sys.unraisablehook``
         (a KeyboardInterrupt a test catches does not), so the handler watches that hook, and the next test
-        boundary raises it again (:meth:`_lost_interrupt`). Only Python's default handlers are replaced, and
-        they are restored at unconfigure (pytest may run in a process that outlives the session)."""
+        boundary raises it again (:meth:`_lost_interrupt`). C code can also replace the KeyboardInterrupt it was
+        in with an error of its own (CPython's import machinery: ``TypeError: expected a message argument``,
+        seen in CI): a test phase that came to such an error after a signal is taken as interrupted too
+        (:meth:`pytest_runtest_makereport`). Only Python's default handlers are replaced, and they are
+        restored at unconfigure (pytest may run in a process that outlives the session)."""
         defaults = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
         for signum, default in defaults.items():
             if signal.getsignal(signum) is not default:
                 continue  # ignored (a background job), or someone else's handler: left alone
 
             def interrupt(signum: int, frame: object) -> None:
+                self._signals += 1
+                self._last_signal = signum
                 error = KeyboardInterrupt(*(("SIGTERM",) if signum == signal.SIGTERM else ()))
                 error.deploygate_signal = signum  # type: ignore[attr-defined]
                 self._watch_unraisable()
@@ -321,11 +329,12 @@ class GateSession:
         self._unraisable = None
 
     def _lost_interrupt(self) -> None:
-        """A signal's KeyboardInterrupt was dropped (see :meth:`_install_signal_handlers`): interrupt the run
-        now, before another test starts."""
+        """A signal's KeyboardInterrupt was dropped or replaced (see :meth:`_install_signal_handlers`): interrupt
+        the run now, before another test starts."""
+        self._signals_seen = self._signals  # what came between tests was either raised or dropped
         if self.lost_signal is not None:
             name = signal.Signals(self.lost_signal).name
-            raise KeyboardInterrupt(f"{name} (Python dropped its first KeyboardInterrupt in a callback)")
+            raise KeyboardInterrupt(f"{name} (its first KeyboardInterrupt was dropped or replaced by another error)")
 
     def _could_not_run(self, error: str) -> None:
         """The report of a run stopped by a usage error (exit 4) before it judged anything."""
@@ -489,6 +498,10 @@ class GateSession:
         """Metrics a test recorded ride on its report (to the controller, across xdist); a check's own
         failure is its one-line message, secrets redacted."""
         report = yield
+        if self._signals != self._signals_seen:  # a signal came during this phase
+            self._signals_seen = self._signals
+            if call.excinfo is not None and not call.excinfo.errisinstance(KeyboardInterrupt):
+                self.lost_signal = self._last_signal  # its KeyboardInterrupt became this error
         pending = item.stash.get(METRICS_KEY, [])
         if pending:
             setattr(report, METRICS_ATTR, list(pending))

@@ -125,10 +125,42 @@ def test_an_interrupt_dropped_in_a_callback_still_stops_the_run(gate_project: Ga
     assert proc.returncode == 2, out
     assert not (gate_project.path / "after-ran").exists(), out
     assert "GATE INTERRUPTED" in out and "Traceback" not in out.split("Exception ignored")[0], out
-    assert "dropped its first KeyboardInterrupt" in out, out
+    assert "its first KeyboardInterrupt was dropped or replaced" in out, out
     report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
     assert report["verdict"] == "INTERRUPTED" and report["interrupted"] is True and report["exit_status"] == 2
     assert report["tests"]["passed"] == 1, report["tests"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_replaced_by_another_error_still_stops_the_run(gate_project: Gate, sig: int) -> None:
+    """C code a signal lands in can replace the KeyboardInterrupt with an error of its own (CPython's import
+    machinery raised ``TypeError: expected a message argument`` in CI, mid-CRUD): that test fails with it, and
+    the next one must not start."""
+    gate_project.pytester.makepyfile(test_replaced=f"""
+        import os, signal
+
+        def test_signalled_inside_c_code():
+            try:
+                os.kill(os.getpid(), {int(sig)})
+                for _ in range(1000):
+                    pass
+            except KeyboardInterrupt:  # what such C code does to it
+                raise TypeError("expected a message argument") from None
+
+        def test_after():
+            open("after-ran", "w").close()
+    """)
+    proc = gate_project.start("--env", "staging", "--no-builtin-suites", "test_replaced.py")
+    try:
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, out
+    assert not (gate_project.path / "after-ran").exists(), out
+    assert "TypeError: expected a message argument" in out and "GATE INTERRUPTED" in out, out
+    report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
+    assert report["verdict"] == "INTERRUPTED" and report["exit_status"] == 2 and report["tests"]["failed"] == 1
 
 
 def test_a_test_that_catches_its_own_interrupt_does_not_stop_the_run(gate_project: Gate) -> None:
