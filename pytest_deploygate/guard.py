@@ -13,6 +13,7 @@ import functools
 import importlib.abc
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -65,9 +66,11 @@ def destination(conn: http.client.HTTPConnection, url: str) -> str:
     when absolute (a proxy request), else the connection's (or its tunnel's) scheme, host and port."""
     if "://" in url.split("?", 1)[0]:
         return url
-    # urllib3's HTTPS connection is not http.client's HTTPSConnection: both say 443 by default
-    https = getattr(sys.modules.get("http.client"), "HTTPSConnection", ())
-    scheme = "https" if isinstance(conn, https) or conn.default_port == 443 else "http"
+    # urllib3's HTTPS connection is not http.client's HTTPSConnection: both say 443 by default; by name, so that
+    # a connection of an http.client imported again or reloaded (not the one in sys.modules) counts too
+    https = any(kind.__name__ == "HTTPSConnection" and kind.__module__ == "http.client"
+                for kind in type(conn).__mro__)
+    scheme = "https" if https or conn.default_port == 443 else "http"
     tunnel = getattr(conn, "_tunnel_host", None)
     host = str(tunnel or conn.host)
     port = (getattr(conn, "_tunnel_port", None) if tunnel else conn.port) or conn.default_port
@@ -77,10 +80,17 @@ def destination(conn: http.client.HTTPConnection, url: str) -> str:
     return f"{scheme}://{host}:{port}{path}"
 
 
-# http.client is one per process: so is the list of runs guarding it (pytester's in-process runs nest)
+# the runs guarding this process (pytester's in-process runs nest)
 _active: list[ProcessGuard] = []
 _lock = threading.Lock()
-_original: list[Callable[..., Any]] = []
+#: each HTTPConnection class guarded while runs are, with the putrequest it had and the guard put in its place:
+#: one per http.client module object the process has used meanwhile (one dropped from sys.modules and imported
+#: again, by pytester's inline_run putting its snapshot back, ``monkeypatch.delitem``, or ``importlib.reload``,
+#: makes a new one, while the old one's classes stay in use by whoever holds them)
+_patched: dict[type, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+#: every HTTPConnection class guarded so far that is still alive: a later run guards those too (urllib3's
+#: connections may still derive from one whose module is no longer in sys.modules)
+_known: weakref.WeakSet[type] = weakref.WeakSet()
 
 
 def _guarded(putrequest: Callable[..., Any]) -> Callable[..., Any]:
@@ -97,47 +107,91 @@ def _guarded(putrequest: Callable[..., Any]) -> Callable[..., Any]:
     return guarded_putrequest
 
 
+def _is_guarded(putrequest: object) -> bool:
+    """Whether a guard of ours is in this ``putrequest``: itself, or a function it wraps (``functools.wraps``,
+    which also copies the mark onto the wrapper)."""
+    for _ in range(32):  # a chain of wrappers, bounded: a Mock has every attribute
+        if getattr(putrequest, "deploygate_guard", False) is True:
+            return True
+        putrequest = getattr(putrequest, "__wrapped__", None)
+        if putrequest is None:
+            return False
+    return False
+
+
 def _patch(client: ModuleType) -> None:
-    """Guard ``client`` (the http.client module); under ``_lock``, while a run is guarded."""
-    if not _original and _active:
-        _original.append(client.HTTPConnection.putrequest)
-        client.HTTPConnection.putrequest = _guarded(_original[0])
+    """Guard ``client`` (an http.client module) unless its HTTPConnection is already: decided by the class in it,
+    not by what was patched before; under ``_lock``, while a run is guarded."""
+    _patch_class(getattr(client, "HTTPConnection", None))
 
 
-class _GuardOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Guards http.client the moment it is imported, when a guarded run starts before anything imported it
-    (a gate run that sends nothing, ``--co``, does not pay for importing http.client and ssl, ~5 ms): first on
-    ``sys.meta_path``, it finds ``http.client`` through the other finders, lets that module's own loader run
-    it, then patches it, before the import returns to whoever asked."""
+def _patch_class(connection: object) -> None:
+    putrequest = getattr(connection, "putrequest", None)
+    if not _active or not isinstance(connection, type) or putrequest is None or _is_guarded(putrequest):
+        return
+    guarded = _guarded(putrequest)
+    _patched[connection] = (putrequest, guarded)
+    _known.add(connection)
+    connection.putrequest = guarded  # type: ignore[attr-defined]
+
+
+class _GuardOnImport(importlib.abc.MetaPathFinder):
+    """Guards http.client the moment it is imported, each time it is, while a run is guarded (a gate run that sends
+    nothing, ``--co``, does not pay for importing http.client and ssl, ~5 ms; one that drops it from sys.modules
+    gets the next one guarded too): first on ``sys.meta_path`` for as long as a run is guarded, it finds
+    ``http.client`` through the other finders and hands back their spec, its loader wrapped so that the module's
+    own loader runs it and the guard is put on it before the import returns to whoever asked."""
+
+    deploygate_guard = True
 
     def find_spec(self, name: str, path: Sequence[str] | None = None,
                   target: ModuleType | None = None) -> ModuleSpec | None:
-        if name != "http.client":
+        if name != "http.client" or not _active:
             return None
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None) if finder is not self else None
+        for finder in list(sys.meta_path):
+            if getattr(finder, "deploygate_guard", False) is True:  # this one, or a copy of this module's
+                continue
+            find = getattr(finder, "find_spec", None)
             spec = find(name, path, target) if find is not None else None
             if spec is not None:
-                if spec.loader is None or not hasattr(spec.loader, "exec_module"):
-                    return spec
-                self._loader = spec.loader
-                spec.loader = self
+                if spec.loader is not None:
+                    spec.loader = (_PatchAfterExec(spec.loader) if hasattr(spec.loader, "exec_module")
+                                   else _PatchAfterLoad(spec.loader))
                 return spec
         return None
 
+
+class _PatchAfterExec(importlib.abc.Loader):
+    """The loader of one import of http.client: its own runs the module, then the guard goes on."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        return self._loader.create_module(spec)  # type: ignore[no-any-return]
+        create = getattr(self.loader, "create_module", None)
+        return create(spec) if create is not None else None
 
     def exec_module(self, module: ModuleType) -> None:
-        loader = self._loader
+        loader = self.loader
         if module.__spec__ is not None:
             module.__spec__.loader = loader
         module.__loader__ = loader
         loader.exec_module(module)
         with _lock:
             _patch(module)
-            if self in sys.meta_path:
-                sys.meta_path.remove(self)
+
+
+class _PatchAfterLoad:
+    """The same for a loader that only has the old ``load_module`` (none of the standard library's)."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def load_module(self, name: str) -> ModuleType:
+        module: ModuleType = self.loader.load_module(name)
+        with _lock:
+            _patch(module)
+        return module
 
 
 _on_import = _GuardOnImport()
@@ -147,23 +201,31 @@ GUARD_KEY = pytest.StashKey[ProcessGuard]()
 
 def install_process_guard(config: pytest.Config, run: GateRun) -> None:
     """Guard this process for the run, when it has a protected environment and no --allow-writes: http.client
-    now, or the moment it is imported."""
+    now, if imported, and each time it is imported until the run ends."""
     if run.allow_writes or not any(env.protected for env in run.project.environments.values()):
         return
     guard = ProcessGuard(run)
     with _lock:
         _active.append(guard)
-        if "http.client" not in sys.modules and not _original and _on_import not in sys.meta_path:
+        if _on_import not in sys.meta_path:
             sys.meta_path.insert(0, _on_import)
+        for connection in list(_known):
+            _patch_class(connection)
     if "http.client" in sys.modules:  # imported already (by another thread now: this waits until it is)
-        import http.client
-
+        client = importlib.import_module("http.client")
+        # the ``http`` package's attribute is the one imported last: another if it was dropped from sys.modules
+        # and put back since (``monkeypatch.delitem``)
+        package = getattr(sys.modules.get("http"), "client", client)
         with _lock:
-            _patch(http.client)
+            _patch(client)
+            if isinstance(package, ModuleType) and package is not client:
+                _patch(package)
     config.stash[GUARD_KEY] = guard
 
 
 def remove_process_guard(config: pytest.Config) -> None:
+    """End the run's guard; with the last run guarded, put back each putrequest it replaced, where nobody wrapped
+    the guard meanwhile (else it stays, idle)."""
     guard = config.stash.get(GUARD_KEY, None)
     if guard is None:
         return
@@ -173,12 +235,9 @@ def remove_process_guard(config: pytest.Config) -> None:
             _active.remove(guard)
         if _active:
             return
-        if _on_import in sys.meta_path:
+        while _on_import in sys.meta_path:
             sys.meta_path.remove(_on_import)
-        client = sys.modules.get("http.client")
-        if client is None or not _original:
-            return
-        current = client.HTTPConnection.putrequest
-        # put the original back only if nobody wrapped ours meanwhile; else ours stays, idle
-        if getattr(current, "deploygate_guard", False):
-            client.HTTPConnection.putrequest = _original.pop()
+        for connection, (putrequest, guarded) in _patched.items():
+            if connection.__dict__.get("putrequest") is guarded:
+                connection.putrequest = putrequest  # type: ignore[attr-defined]
+        _patched.clear()
