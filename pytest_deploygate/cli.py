@@ -1,7 +1,8 @@
 """The ``deploygate`` command: run the reference deployment, check configuration.
 
 Exit codes: 0 ok, 1 the operation failed (e.g. a leftover could not be removed), 2 bad command line,
-4 configuration or start-up problem.
+4 configuration or start-up problem; ``demo up`` interrupted while it starts: 128 + the signal's number
+(130 SIGINT, 143 SIGTERM), as a shell reports a process a signal ended.
 """
 
 from __future__ import annotations
@@ -61,17 +62,35 @@ def demo_up(args: argparse.Namespace) -> int:
         faults = parse_faults(spec, stages)
     except (ConfigError, FaultError) as exc:
         return _fail(str(exc))
-    stop = {"now": False}
+    stop = {"now": False, "starting": True}
+    signals: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
         stop["now"] = True
+        signals.append(signum)
+        if stop["starting"] and len(signals) == 1:
+            raise KeyboardInterrupt  # abandon the start (Demo.start stops what it started; a second signal waits)
+
+    def interrupted() -> int:
+        name = signal.Signals(signals[0]).name if signals else "SIGINT"
+        print(f"deploygate: interrupted ({name}) while the reference deployment was starting; it was stopped",
+              file=sys.stderr)
+        return 128 + (signals[0] if signals else signal.SIGINT)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
         demo = Demo.start(stages, faults, state_dir.resolve())
-    except (DemoError, OSError) as exc:
-        return _fail(f"could not start the reference deployment: {exc}")
+        stop["starting"] = False
+    except KeyboardInterrupt:
+        stop["starting"] = False
+        return interrupted()
+    except Exception as exc:  # DemoError (names what failed), OSError: one line, no traceback
+        stop["starting"] = False
+        if signals:  # a terminal's Ctrl-C reaches the servers too: their end, not a fault, failed the start
+            return interrupted()
+        detail = exc if isinstance(exc, (DemoError, OSError)) else f"{type(exc).__name__}: {exc}"
+        return _fail(f"could not start the reference deployment: {detail}")
     try:
         print(f"reference deployment up (state {demo.state_path}):", flush=True)
         for name, info in demo.environments.items():

@@ -73,9 +73,10 @@ def launch_demo(config: pytest.Config, run: GateRun, stages: Mapping[str, str]) 
             demo = Demo.start(stages, faults, workdir)
         except BaseException as exc:  # an interrupt mid-launch too: the processes are stopped, the files go
             shutil.rmtree(workdir, ignore_errors=True)
-            if isinstance(exc, (DemoError, OSError)):
-                raise TargetUnavailable(f"could not start the reference deployment: {exc}") from None
-            raise
+            if isinstance(exc, Exception):  # one line, no traceback (Demo.start's DemoError names what failed)
+                detail = exc if isinstance(exc, (DemoError, OSError)) else f"{type(exc).__name__}: {exc}"
+                raise TargetUnavailable(f"could not start the reference deployment: {detail}") from None
+            raise  # an interrupt stays one
 
         def stop() -> None:
             try:

@@ -1,18 +1,25 @@
 """The launcher's own failure paths: a server that cannot start fails the launch with its name and log, at
-once (no wait for the start timeout), and leaves no process behind."""
+once (no wait for the start timeout), and leaves no process behind; a moto server that dies while the
+environments are provisioned fails the launch in one line naming the environment (``Demo.start``, ``deploygate
+demo up``, the gate), never a botocore traceback."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gatehelpers import demo_processes, wait_for
+from gatehelpers import Gate, demo_processes, wait_for
 from pytest_deploygate.demo import launcher
 from pytest_deploygate.demo.faults import parse_faults
 
@@ -101,3 +108,137 @@ def test_each_account_has_one_aws_managed_dynamodb_key(tmp_path: Path) -> None:
     finally:
         demo.stop()
     wait_for(lambda: demo_processes(str(tmp_path)) == [], timeout=30, what="no process left")
+
+
+def kill_moto_while_provisioning(setattr: Callable[[Any, str, Any], None], victim: str = "staging") -> None:
+    """Fault: ``victim``'s moto server is killed (as by the OOM killer) once the environments are being
+    provisioned, just before its bucket is created (``setattr``: ``monkeypatch.setattr``, or the builtin in a
+    child process)."""
+    pids: dict[str, int] = {}
+    wait_ready, provision_bucket = launcher._wait_ready, launcher._provision_bucket
+
+    def recording(procs: list[Any], deadline: float) -> dict[str, dict[str, Any]]:
+        ready = wait_ready(procs, deadline)
+        pids.update({name: info["pid"] for name, info in ready.items()})
+        return ready
+
+    @functools.wraps(provision_bucket)  # the same name: the step the launch names stays "bucket"
+    def killed_first(env: launcher.EnvironmentSetup) -> None:
+        if env.name == victim:
+            os.kill(pids[f"{victim}-aws"], signal.SIGKILL)
+            port = int(env.endpoint_url.rsplit(":", 1)[1])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # gone once its port refuses connections
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=10).close()
+                except ConnectionRefusedError:
+                    break
+                time.sleep(0.01)
+        provision_bucket(env)
+
+    setattr(launcher, "_wait_ready", recording)
+    setattr(launcher, "_provision_bucket", killed_first)
+
+
+#: what a launch whose staging moto server was killed while provisioning fails with (the first group of calls
+#: that met the dead server is named: the user pool, the bucket, ...)
+KILLED = "reference deployment: provisioning staging ("
+UNREACHABLE = "failed: EndpointConnectionError: Could not connect to the endpoint URL: "
+
+
+def test_a_moto_server_killed_while_provisioning_fails_the_launch_naming_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kill_moto_while_provisioning(monkeypatch.setattr)
+    with pytest.raises(launcher.DemoError) as failed:
+        launcher.Demo.start(STAGES, parse_faults("", STAGES), tmp_path / "demo")
+    message = str(failed.value)
+    assert message.startswith(KILLED) and UNREACHABLE in message, message
+    assert "\n" not in message, message  # one line
+    assert type(failed.value.__cause__).__name__ == "EndpointConnectionError"  # the cause kept for a debugger
+    wait_for(lambda: demo_processes(str(tmp_path)) == [], timeout=30, what="no process left")
+
+
+def _child_with_fault(fault: str, *argv: str) -> list[str]:
+    """A ``python -c`` command line running ``deploygate *argv`` with ``fault`` (a call of this module's, given
+    ``setattr``) installed."""
+    here = str(Path(__file__).parent)
+    code = (f"import sys; sys.path.insert(0, {here!r}); import test_launcher; test_launcher.{fault}; "
+            f"from pytest_deploygate.cli import main; sys.exit(main({list(argv)!r}))")
+    return [sys.executable, "-c", code]
+
+
+def test_demo_up_whose_moto_server_dies_while_provisioning_exits_4_with_one_line(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    res = subprocess.run(_child_with_fault("kill_moto_while_provisioning(setattr)", "demo", "up", "--state-dir",
+                                           str(state)), capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"deploygate: could not start the reference deployment: {KILLED}"), \
+        res.stderr
+    assert UNREACHABLE in lines[0], res.stderr
+    assert "reference deployment up" not in res.stdout, res.stdout
+    wait_for(lambda: demo_processes(str(state)) == [], timeout=30, what="no process left")
+
+
+def test_a_gate_whose_moto_server_dies_while_provisioning_is_a_usage_error(gate_project: Gate) -> None:
+    # the fault installed by the project's conftest (loaded before the gate launches the deployment)
+    here = str(Path(__file__).parent)
+    gate_project.pytester.makeconftest(f"""
+import sys
+sys.path.insert(0, {here!r})
+import test_launcher
+test_launcher.kill_moto_while_provisioning(setattr)
+""")
+    res = gate_project.run("--env", "staging", "-m", "gate and smoke", timeout=120)
+    assert res.ret == 4, res.output  # pytest's usage error: the gate could not run
+    assert f"deploygate: could not start the reference deployment: {KILLED}" in res.stderr, res.output
+    assert UNREACHABLE in res.stderr, res.output
+    assert "INTERNALERROR" not in res.output and "Traceback" not in res.output, res.output
+    wait_for(lambda: gate_project.leftovers() == [], timeout=30, what="no process left")
+
+
+def hold_provisioning(setattr: Callable[[Any, str, Any], None], marker: str, seconds: float = 3.0) -> None:
+    """Fault: each bucket's creation first leaves ``marker`` and waits ``seconds`` (a slow call: the launch is
+    still provisioning while a test signals it)."""
+    provision_bucket = launcher._provision_bucket
+
+    @functools.wraps(provision_bucket)
+    def slow(env: launcher.EnvironmentSetup) -> None:
+        Path(marker).touch()
+        time.sleep(seconds)
+        provision_bucket(env)
+
+    setattr(launcher, "_provision_bucket", slow)
+
+
+@pytest.mark.parametrize(("signum", "whole_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["ctrl-c", "sigterm"])
+def test_demo_up_interrupted_while_starting_ends_as_an_interruption(tmp_path: Path, signum: int,
+                                                                    whole_group: bool) -> None:
+    # a terminal's Ctrl-C reaches the whole process group: the fork server and the moto servers end at once, and
+    # the start must not report their end (a botocore error, "the fork server exited with 0") as its failure;
+    # SIGTERM (``deploygate demo down`` while it starts) reaches the command alone
+    state, marker = tmp_path / "state", tmp_path / "provisioning"
+    up = subprocess.Popen(_child_with_fault(f"hold_provisioning(setattr, {str(marker)!r})", "demo", "up",
+                                            "--state-dir", str(state)),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                          start_new_session=True)
+    try:
+        wait_for(lambda: marker.exists() or up.poll() is not None, timeout=120, what="the launch to provision")
+        if whole_group:
+            os.killpg(up.pid, signum)
+        else:
+            up.send_signal(signum)
+        out, err = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.communicate()
+    assert up.returncode == 128 + signum, out + err
+    name = signal.Signals(signum).name
+    assert err.strip() == (f"deploygate: interrupted ({name}) while the reference deployment was starting; "
+                           "it was stopped"), err
+    assert "reference deployment up" not in out, out
+    wait_for(lambda: demo_processes(str(state)) == [], timeout=30, what="no process left")

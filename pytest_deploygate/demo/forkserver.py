@@ -12,9 +12,12 @@ A moto server's listening socket may be made by the launcher (its port is then k
 starts): handed over to this process (``--sockets``), named by the request (``"fd"``), held only by that
 server once it is forked.
 
-The children are ordinary server processes (``--parent-pid`` is this process: they exit when it is gone);
-this process exits when its stdin closes (the launcher is gone) or on SIGTERM, and reaps its children.
-Forking happens from the main thread while no other thread runs.
+The children are ordinary server processes (``--parent-pid`` is this process: they exit when it is gone).
+While it runs, this process reaps the children that exit. It exits when its stdin closes (the launcher is
+gone), or at once on SIGTERM or SIGINT, without signalling or waiting for its children: they notice it is
+gone (their parent watch, ``process.exit_with_parent``) and exit within about 0.5 s. The launcher stops the
+servers by their own pids first, then this process. Forking happens from the main thread while no other
+thread runs.
 """
 
 from __future__ import annotations

@@ -41,7 +41,33 @@ ENVIRONMENT_LABELS = {"dev": "development", "staging": "staging", "prod": "produ
 
 
 class DemoError(RuntimeError):
-    pass
+    """The reference deployment could not be started (what failed, in one line or with a server's log)."""
+
+
+def _failure(exc: BaseException) -> str:
+    """An error's type and message, one line (a botocore error's type says what it is: no traceback)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _step(what: str, work: Callable[[], None]) -> Callable[[], None]:
+    """``work``, whose error (a botocore error: the server died, a call refused) becomes a DemoError naming
+    ``what`` was being done (the environment and the step)."""
+    def run() -> None:
+        try:
+            work()
+        except DemoError:
+            raise
+        except Exception as exc:
+            raise DemoError(f"reference deployment: {what} failed: {_failure(exc)}") from exc
+
+    return run
+
+
+def _task_name(task: Callable[[], None]) -> str:
+    """A provisioning group's name: its function's (``_provision_tables``: "tables", ``user_pool``: "user pool")."""
+    name = getattr(getattr(task, "func", task), "__name__", "") or "a group of calls"
+    return name.removeprefix("_provision_").replace("_", " ")
 
 
 def account_for(index: int) -> str:
@@ -460,16 +486,18 @@ def _provision(setups: Mapping[str, EnvironmentSetup], start_apis: Callable[[], 
     started group is done."""
     from concurrent.futures import ThreadPoolExecutor
 
-    plans = [provision_environment(setup) for setup in setups.values()]
-    for_api = [task for first, _ in plans for task in first]
-    others = [task for _, rest in plans for task in rest]
+    plans = {name: provision_environment(setup) for name, setup in setups.items()}
+    for_api = [_step(f"provisioning {name} ({_task_name(task)})", task)
+               for name, (first, _) in plans.items() for task in first]
+    others = [_step(f"provisioning {name} ({_task_name(task)})", task)
+              for name, (_, rest) in plans.items() for task in rest]
     with ThreadPoolExecutor(max_workers=len(for_api) + len(others), thread_name_prefix="demo-deploy") as pool:
         first = [pool.submit(task) for task in for_api]
         rest = [pool.submit(task) for task in others]
         for future in first:
             future.result()
         for setup in setups.values():
-            wire_environment(setup)
+            _step(f"wiring {setup.name}", functools.partial(wire_environment, setup))()
         start_apis()
         for future in rest:
             future.result()
@@ -524,14 +552,19 @@ class Demo:
         configuration (it builds and warms its clients before it says it is ready) while the other groups
         finish; then the frontends are published while each API's health path and first TTL sweep run,
         before the addresses are handed out.
+
+        Whatever fails is stopped and raised as a DemoError naming the environment and step (a botocore error
+        too, e.g. a moto server killed mid-provisioning); an interrupt (KeyboardInterrupt) stops it all too,
+        and is raised as it is.
         """
-        workdir.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         names = list(stages)
         accounts = {name: account_for(i) for i, name in enumerate(names)}
         procs: list[_Proc] = []
         forks: _ForkServer | None = None
+        step = "starting the servers"
         try:
+            workdir.mkdir(parents=True, exist_ok=True)
             # each moto server's listening socket, made here: its address is known now, its clients built
             # while moto loads; the fork server hands each to its server (this process keeps no copy)
             listening = {n: _listening_socket() for n in names}
@@ -549,6 +582,7 @@ class Demo:
             clients = AwsClients()
             clients.prepare(PROVISIONED_SERVICES, endpoints.values())  # boto3 models and clients, while moto loads
             aws_ready = _wait_ready([*aws, osv], deadline)
+            step = "provisioning"
             setups = {n: EnvironmentSetup(
                 name=n, stage=stages[n], index=i, faults=faults.get(n, frozenset()), account_id=accounts[n],
                 endpoint_url=endpoints[n], clients=clients,
@@ -565,7 +599,9 @@ class Demo:
                     procs.append(apis[-1])
 
             _provision(setups, start_apis)
+            step = "starting the APIs"
             api_ready = _wait_ready(apis, deadline)
+            step = "writing the deploy artifacts"
             state: dict[str, Any] = {
                 "version": 1, "owner_pid": os.getpid(), "workdir": str(workdir), "osv_pid": aws_ready["osv"]["pid"],
                 "forkserver_pid": forks.popen.pid,
@@ -587,14 +623,19 @@ class Demo:
             demo = cls(state, workdir / STATE_FILE, owned=True)
             demo._procs = procs
             # the frontends published while the APIs warm up
-            _each(lambda work: work(), [*(functools.partial(publish_frontend, s) for s in setups.values()),
+            step = "publishing the frontends"
+            _each(lambda work: work(), [*(_step(f"publishing {s.name}'s frontend",
+                                                functools.partial(publish_frontend, s)) for s in setups.values()),
                                         demo.warm])
+            step = "writing the state file"
             demo.write_state()
             return demo
-        except BaseException:
+        except BaseException as exc:
             _terminate_all([p for p in procs if p.forks is not None], [p for p in procs if p.forks is None])
             if forks is not None:
                 forks.close()
+            if isinstance(exc, Exception) and not isinstance(exc, DemoError):  # not an interrupt: one clear line
+                raise DemoError(f"reference deployment: {step} failed: {_failure(exc)}") from exc
             raise
 
     def warm(self) -> None:
