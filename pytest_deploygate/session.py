@@ -398,6 +398,7 @@ class GateSession:
 
         run = self.run
         stages = demo_stages(run.project)
+        signals = self._signals
         try:
             if stages:
                 launch_demo(self.config, run, stages)
@@ -412,6 +413,9 @@ class GateSession:
             if not self.config.getoption("deploygate_no_preflight"):
                 preflight(run)
         except TargetUnavailable as exc:
+            if self._signals != signals:  # a terminal's Ctrl-C reaches the servers too: they died of the interrupt
+                self._signals_seen = self._signals
+                raise KeyboardInterrupt(signal.Signals(self._last_signal).name) from None
             self.error = str(exc)
             hint = " (the gate could not run; --no-preflight skips this check)" if "unreachable" in self.error \
                 else ""

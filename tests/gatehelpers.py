@@ -134,15 +134,16 @@ class Gate:
         report = json.loads(report_path.read_text()) if report_path.exists() else None
         return GateResult(result.ret, result.stdout.str(), result.stderr.str(), report, result)
 
-    def start(self, *args: str, faults: str | None = None) -> subprocess.Popen[str]:
-        """A gate run in the background (to signal or kill it); output is piped."""
+    def start(self, *args: str, faults: str | None = None, own_group: bool = False) -> subprocess.Popen[str]:
+        """A gate run in the background (to signal or kill it); output is piped. ``own_group``: in a process
+        group of its own, as a terminal's foreground job is (to signal the group, as Ctrl-C does)."""
         env = dict(os.environ, TMPDIR=str(self.tmp))
         env.pop("DEPLOYGATE_DEMO_FAULTS", None)
         if faults:
             env["DEPLOYGATE_DEMO_FAULTS"] = faults
         return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=self.path,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                preexec_fn=_interruptible)
+                                preexec_fn=_interruptible, start_new_session=own_group)
 
     def leftovers(self) -> list[str]:
         return demo_processes(str(self.tmp))

@@ -362,6 +362,26 @@ def test_sigint_during_launch_writes_an_interrupted_report_and_leaves_no_temp_di
     assert list(gate_project.tmp.glob("deploygate-*")) == []
 
 
+def test_ctrl_c_to_the_whole_job_during_the_provisioning_is_an_interruption(gate_project: Gate) -> None:
+    """A terminal's Ctrl-C signals the whole foreground job: the reference deployment's servers die of it too,
+    and a provisioning call failing on them may reach the gate before its own KeyboardInterrupt. The run is
+    still interrupted (exit 2), not a deployment that "could not start" (exit 4)."""
+    proc = gate_project.start("--env", "staging", "-m", "gate and smoke", own_group=True)
+    try:
+        wait_for(gate_project.leftovers, timeout=120, what="the reference deployment's servers")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, out
+    assert "could not start" not in out and "INTERNALERROR" not in out, out
+    report = json.loads((gate_project.path / ".deploygate" / "report.json").read_text())
+    assert report["verdict"] == "INTERRUPTED" and report["exit_status"] == 2
+    wait_for(lambda: gate_project.leftovers() == [], timeout=30, what="demo processes to exit")
+    assert list(gate_project.tmp.glob("deploygate-*")) == []
+
+
 def test_sigint_during_configure_writes_an_interrupted_report(gate_project: Gate) -> None:
     stale = stale_report(gate_project)
     gate_project.pytester.makeconftest("""
