@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -143,7 +144,9 @@ def kill_moto_while_provisioning(setattr: Callable[[Any, str, Any], None], victi
 #: what a launch whose staging moto server was killed while provisioning fails with (the first group of calls
 #: that met the dead server is named: the user pool, the bucket, ...)
 KILLED = "reference deployment: provisioning staging ("
-UNREACHABLE = "failed: EndpointConnectionError: Could not connect to the endpoint URL: "
+#: and why: mostly the refused connection, but a call in flight when the server died may have got a cut answer
+#: instead (seen in CI: ``KeyError: 'UserPool'`` from a 200 with no body), so only the form is fixed
+UNREACHABLE = re.compile(r"\) failed: \w+(Error|Exception)\b")
 
 
 def test_a_moto_server_killed_while_provisioning_fails_the_launch_naming_the_environment(
@@ -152,9 +155,9 @@ def test_a_moto_server_killed_while_provisioning_fails_the_launch_naming_the_env
     with pytest.raises(launcher.DemoError) as failed:
         launcher.Demo.start(STAGES, parse_faults("", STAGES), tmp_path / "demo")
     message = str(failed.value)
-    assert message.startswith(KILLED) and UNREACHABLE in message, message
+    assert message.startswith(KILLED) and UNREACHABLE.search(message), message
     assert "\n" not in message, message  # one line
-    assert type(failed.value.__cause__).__name__ == "EndpointConnectionError"  # the cause kept for a debugger
+    assert isinstance(failed.value.__cause__, Exception)  # the cause kept for a debugger
     wait_for(lambda: demo_processes(str(tmp_path)) == [], timeout=30, what="no process left")
 
 
@@ -177,7 +180,7 @@ def test_demo_up_whose_moto_server_dies_while_provisioning_exits_4_with_one_line
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"deploygate: could not start the reference deployment: {KILLED}"), \
         res.stderr
-    assert UNREACHABLE in lines[0], res.stderr
+    assert UNREACHABLE.search(lines[0]), res.stderr
     assert "reference deployment up" not in res.stdout, res.stdout
     wait_for(lambda: demo_processes(str(state)) == [], timeout=30, what="no process left")
 
@@ -194,7 +197,7 @@ test_launcher.kill_moto_while_provisioning(setattr)
     res = gate_project.run("--env", "staging", "-m", "gate and smoke", timeout=120)
     assert res.ret == 4, res.output  # pytest's usage error: the gate could not run
     assert f"deploygate: could not start the reference deployment: {KILLED}" in res.stderr, res.output
-    assert UNREACHABLE in res.stderr, res.output
+    assert UNREACHABLE.search(res.stderr), res.output
     assert "INTERNALERROR" not in res.output and "Traceback" not in res.output, res.output
     wait_for(lambda: gate_project.leftovers() == [], timeout=30, what="no process left")
 
