@@ -89,6 +89,17 @@ def test_an_interrupt_on_an_instruction_without_a_line_is_still_an_interrupted_r
     assert broken.report is not None and broken.report["verdict"] == "INTERRUPTED", broken.output
 
 
+def _run_to_end(gate_project: Gate, test_file: str) -> tuple[subprocess.Popen[str], str]:
+    """A gate run of ``test_file`` alone, started as one a test could signal (SIGINT at its default), to its end."""
+    proc = gate_project.start("--env", "staging", "--no-builtin-suites", test_file)
+    try:
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc, out
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_dropped_in_a_callback_still_stops_the_run(gate_project: Gate, sig: int) -> None:
     """Python runs a signal's handler at the next instruction, and when that is inside a weakref callback
@@ -115,12 +126,7 @@ def test_an_interrupt_dropped_in_a_callback_still_stops_the_run(gate_project: Ga
         def test_after():
             open("after-ran", "w").close()
     """)
-    proc = gate_project.start("--env", "staging", "--no-builtin-suites", "test_lost.py")
-    try:
-        out, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, out = _run_to_end(gate_project, "test_lost.py")
     assert "Exception ignored" in out and "KeyboardInterrupt" in out, out  # it was dropped, as in CI
     assert proc.returncode == 2, out
     assert not (gate_project.path / "after-ran").exists(), out
@@ -150,12 +156,7 @@ def test_an_interrupt_replaced_by_another_error_still_stops_the_run(gate_project
         def test_after():
             open("after-ran", "w").close()
     """)
-    proc = gate_project.start("--env", "staging", "--no-builtin-suites", "test_replaced.py")
-    try:
-        out, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, out = _run_to_end(gate_project, "test_replaced.py")
     assert proc.returncode == 2, out
     assert not (gate_project.path / "after-ran").exists(), out
     assert "TypeError: expected a message argument" in out and "GATE INTERRUPTED" in out, out
@@ -178,12 +179,7 @@ def test_a_test_that_catches_its_own_interrupt_does_not_stop_the_run(gate_projec
         def test_after():
             pass
     """)
-    proc = gate_project.start("--env", "staging", "--no-builtin-suites", "test_own_ctrl_c.py")
-    try:
-        out, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, out = _run_to_end(gate_project, "test_own_ctrl_c.py")
     assert proc.returncode == 0, out
     assert "2 passed" in out and "GATE PASS" in out and "INTERRUPTED" not in out, out
 
