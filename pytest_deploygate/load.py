@@ -475,8 +475,8 @@ class Prestarted:
     def discard(self) -> None:
         """End the waiting process by its pid (and its group: it has no children yet); idempotent. A
         released process belongs to its run and is left alone."""
-        self._close()
         if self.done:
+            self._close()
             return
         self.done = True
         proc = self.proc
@@ -485,6 +485,8 @@ class Prestarted:
                 os.killpg(proc.pid, signal.SIGKILL)  # its own session: only this process, not yet forked
             except (ProcessLookupError, PermissionError):
                 proc.kill()
+        # closed after the kill: the pipe's end closing first would let it exit by itself, racing the kill
+        self._close()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover
